@@ -1,0 +1,1 @@
+"""Everything that needs bpy. Never imports torch."""

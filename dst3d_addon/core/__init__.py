@@ -1,0 +1,1 @@
+"""Pure Python + numpy (+ OpenCV) logic: no bpy, no torch."""
