@@ -1,0 +1,154 @@
+"""What a render run has to do: the models, their ids, the shard's views, and the worker tasks."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .seeds import derive_seed
+
+#: File and folder names that say nothing about the model (ShapeNet's model_normalized.obj, ...).
+GENERIC_NAMES = {
+    "model",
+    "model_normalized",
+    "models",
+    "mesh",
+    "scan",
+    "textured",
+    "raw",
+    "object",
+    "obj",
+    "glb",
+    "glbs",
+}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def sanitize_id(name: str) -> str:
+    """A string made safe to be one path part of an annotation id."""
+    cleaned = _UNSAFE.sub("_", name).strip("._")
+    return cleaned or "model"
+
+
+def model_id_from_path(path: str | Path) -> str:
+    """A model id from a CAD path: its stem, or the nearest folder name when the stem is generic.
+
+    `.../02691156/1a04e3eab45ca15dd86060f189eb133/models/model_normalized.obj` gives the folder id,
+    `planes/airliner_01.glb` gives `airliner_01`. It depends only on the path, never on the other
+    models of the run, so ids stay stable across shards and resumes.
+    """
+    p = Path(path)
+    for part in [p.stem, *[q.name for q in p.parents]]:
+        if part and part.lower() not in GENERIC_NAMES:
+            return sanitize_id(part)
+    return sanitize_id(p.stem)
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """One CAD model to render, with its class, alignment and per-model overrides."""
+
+    class_name: str
+    model_id: str
+    cad_path: str
+    synset: str | None = None
+    forward: str = "-Y"
+    up: str = "Z"
+    azimuth_offset: float = 0.0  # radians
+    elevation_offset: float = 0.0  # radians
+    distance_scale: float = 1.0
+    strategy: str | None = None  # overrides the run's --sampling (3D-DST's catalogue does)
+
+    @property
+    def class_key(self) -> str:
+        """The first part of the annotation id: the synset where known, else the class name."""
+        return self.synset or self.class_name
+
+    def annotation_id(self, view: int) -> str:
+        """`<class>/<model_id>/<view:06d>` (dataset.md)."""
+        return f"{self.class_key}/{self.model_id}/{view:06d}"
+
+    def as_dict(self) -> dict:
+        """A JSON-friendly copy (sent to the workers)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelJob:
+        """The inverse of `as_dict`."""
+        return cls(**data)
+
+
+def check_unique_ids(models: Sequence[ModelJob]) -> None:
+    """Two models with the same class and id would overwrite each other: refuse, naming both."""
+    seen: dict[tuple[str, str], str] = {}
+    for m in models:
+        key = (m.class_key, m.model_id)
+        if key in seen and seen[key] != m.cad_path:
+            raise ValueError(
+                f"--cad: {seen[key]} and {m.cad_path} both get the model id {m.model_id!r} in class "
+                f"{m.class_key!r}; rename one of the files"
+            )
+        seen[key] = m.cad_path
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`--shard I/N`: this process renders the views whose id hashes to I modulo N (0 <= I < N)."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """Parse `I/N`; a ValueError says what is wrong."""
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+        if not m:
+            raise ValueError(f"--shard {text!r}: expected I/N, such as 0/4")
+        index, count = int(m.group(1)), int(m.group(2))
+        if count < 1 or index >= count:
+            raise ValueError(
+                f"--shard {text!r}: I must be in 0..N-1 (shards are 0/{count} to {count - 1}/{count})"
+            )
+        return cls(index, count)
+
+    def owns(self, annotation_id: str) -> bool:
+        """Whether this shard renders the view of that id (a stable hash, not the run's order)."""
+        return self.count == 1 or derive_seed("shard", annotation_id) % self.count == self.index
+
+
+@dataclass(frozen=True)
+class Task:
+    """Work for one worker: some views of one model (the model is imported once per worker)."""
+
+    model: int
+    views: tuple[int, ...] = field(default_factory=tuple)
+
+
+def pending_views(
+    models: Sequence[ModelJob], views: int, shard: Shard, done: Iterable[str]
+) -> list[list[int]]:
+    """For each model, the view indices this shard still has to render."""
+    done_set = set(done)
+    return [
+        [v for v in range(views) if shard.owns(m.annotation_id(v)) and m.annotation_id(v) not in done_set]
+        for m in models
+    ]
+
+
+def plan_tasks(pending: Sequence[Sequence[int]], workers: int) -> list[Task]:
+    """Split the pending views into tasks: a whole model per task when there are enough models to
+    keep every worker busy, otherwise each model's views in `ceil(workers / models)` chunks."""
+    todo = [(i, list(v)) for i, v in enumerate(pending) if v]
+    if not todo:
+        return []
+    chunks = max(1, math.ceil(workers / len(todo)))
+    tasks = []
+    for model, views in todo:
+        n = min(chunks, len(views))
+        size = math.ceil(len(views) / n)
+        tasks.extend(Task(model, tuple(views[k : k + size])) for k in range(0, len(views), size))
+    return tasks

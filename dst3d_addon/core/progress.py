@@ -1,0 +1,93 @@
+"""A dependency-free progress bar (Blender's Python has no tqdm): count, rate, ETA.
+
+On a terminal it redraws one line; in a log (not a TTY) it prints a plain line every few seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def format_duration(seconds: float) -> str:
+    """`1:02:03`, `2:03` or `--:--` when unknown."""
+    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+        return "--:--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    """Counts finished items and shows `[#####.....] 120/500 views 3.4 views/s ETA 1:52`."""
+
+    def __init__(
+        self,
+        total: int,
+        unit: str = "views",
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        width: int = 28,
+        clock=time.monotonic,
+    ) -> None:
+        self.total = max(0, int(total))
+        self.unit = unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.width = width
+        self.clock = clock
+        self.done = 0
+        self.failed = 0
+        self.start = clock()
+        self._last = -1e9
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self._interval = 0.2 if self.tty else 10.0
+
+    @property
+    def rate(self) -> float:
+        """Items per second so far."""
+        elapsed = self.clock() - self.start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        """The current status line."""
+        frac = self.done / self.total if self.total else 1.0
+        filled = int(round(frac * self.width))
+        bar = "#" * filled + "." * (self.width - filled)
+        rate = self.rate
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        extra = f" {self.failed} failed" if self.failed else ""
+        return (
+            f"[{bar}] {self.done}/{self.total} {self.unit} {rate:.2f} {self.unit}/s "
+            f"ETA {format_duration(eta)}{extra}"
+        )
+
+    def update(self, n: int = 1, failed: int = 0) -> None:
+        """Count n more finished (and `failed` failed) items; redraw when due."""
+        self.done += n
+        self.failed += failed
+        now = self.clock()
+        if self.enabled and (now - self._last >= self._interval or self.done >= self.total):
+            self._last = now
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.tty:
+            self.stream.write("\r" + self.line() + "\x1b[K")
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if not self.enabled:
+            return
+        if self.tty:
+            self._draw()
+            self.stream.write("\n")
+        elif self.done != self.total or self._last < 0:
+            self._draw()
+        self.stream.flush()
