@@ -14,7 +14,7 @@ def format_duration(seconds: float) -> str:
     """`1:02:03`, `2:03` or `--:--` when unknown."""
     if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
         return "--:--"
-    s = int(round(seconds))
+    s = round(seconds)
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -55,7 +55,7 @@ class Progress:
     def line(self) -> str:
         """The current status line."""
         frac = self.done / self.total if self.total else 1.0
-        filled = int(round(frac * self.width))
+        filled = round(frac * self.width)
         bar = "#" * filled + "." * (self.width - filled)
         rate = self.rate
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
