@@ -1,0 +1,127 @@
+"""A render worker: one Blender process that imports models and renders their views on request.
+
+The parent (cli.render) starts it, sends tasks over stdin and reads results from a dedicated pipe
+(core/worker_protocol.py). A model is imported once and reused while tasks for it keep coming; the
+scene is built once per model and only the camera moves. A bad model is reported and skipped; a
+crash of this process loses at most the views whose records were not sent yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import BinaryIO
+
+import bpy
+
+from ..core.errors import Dst3dError
+from ..core.jobs import ModelJob
+from ..core.render_settings import RenderSettings
+from ..core.views import Mesh, render_view
+from ..core.worker_protocol import encode
+from .cad_import import import_cad
+
+
+class _Channel:
+    """Writes whole messages to the parent's pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, message: dict) -> None:
+        data = encode(message)
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+
+class _LoadedModel:
+    """The model currently in the scene, and the Blender renderer built for it (if any)."""
+
+    def __init__(self, job: ModelJob, settings: RenderSettings, threads: int | None) -> None:
+        imported = import_cad(
+            job.cad_path,
+            forward=job.forward,
+            up=job.up,
+            azimuth_offset=job.azimuth_offset,
+            elevation_offset=job.elevation_offset,
+        )
+        self.key = _model_key(job)
+        self.mesh = Mesh(imported.vertices, imported.faces, imported.to_object)
+        self.render = None
+        if settings.edges != "canny":
+            from .scene_render import SceneRenderer
+
+            mode = "freestyle" if settings.edges == "freestyle" else "shaded"
+            renderer = SceneRenderer(
+                bpy.context.scene,
+                [imported.object],
+                settings.intrinsics,
+                mode,
+                samples=settings.shaded_samples,
+                threads=threads,
+            )
+            self.render = renderer.render
+
+
+def _model_key(job: ModelJob) -> tuple:
+    return (job.cad_path, job.forward, job.up, job.azimuth_offset, job.elevation_offset)
+
+
+def serve(stdin: BinaryIO, out_fd: int) -> int:
+    """Run tasks until told to exit or stdin closes; returns the process exit code."""
+    channel = _Channel(out_fd)
+    settings: RenderSettings | None = None
+    out = Path(".")
+    threads: int | None = None
+    loaded: _LoadedModel | None = None
+    for line in stdin:
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        kind = message.get("type")
+        if kind == "exit":
+            break
+        if kind == "init":
+            settings = RenderSettings.from_dict(message["settings"])
+            out = Path(message["out"])
+            threads = message.get("threads")
+            if threads:
+                _limit_threads(int(threads))
+            channel.send({"type": "ready"})
+            continue
+        if kind != "task" or settings is None:
+            channel.send({"type": "fatal", "error": f"unexpected message {kind!r}"})
+            return 2
+        job = ModelJob.from_dict(message["model"])
+        try:
+            if loaded is None or loaded.key != _model_key(job):
+                loaded = None
+                loaded = _LoadedModel(job, settings, threads)
+            for view in message["views"]:
+                record = render_view(out, settings, job, int(view), loaded.mesh, loaded.render)
+                channel.send({"type": "view", "record": record})
+        except Dst3dError as exc:
+            channel.send({"type": "model_error", "model_id": job.model_id, "error": str(exc)})
+        except Exception as exc:  # report, log the traceback, and go on with the next task
+            traceback.print_exc(file=sys.stderr)
+            error = f"{job.cad_path}: rendering failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            channel.send({"type": "model_error", "model_id": job.model_id, "error": error})
+            loaded = None
+        channel.send({"type": "task_done"})
+    return 0
+
+
+def _limit_threads(threads: int) -> None:
+    """Share the cores between parallel workers."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:
+        pass
+    scene = bpy.context.scene
+    scene.render.threads_mode = "FIXED"
+    scene.render.threads = threads
