@@ -250,6 +250,9 @@ def settings_from_args(args: argparse.Namespace) -> RenderSettings:
             distance = Distance("random", args.random_distance)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    elif args.fit is None and args.cad_csv is not None:
+        # 3D-DST's catalogue gives each model its camera distance (ModelJob.distance_scale).
+        distance = Distance("fixed", 1.0)
     else:
         distance = Distance("fit", args.fit if args.fit is not None else DEFAULT_FIT)
     spec = SamplingSpec(parse_strategy(args.sampling), distance, args.theta_std * DEG)

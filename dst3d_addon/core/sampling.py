@@ -148,8 +148,8 @@ def sample_pose(
 ) -> Pose:
     """The pose of one view. 'fit' needs the object's points and the intrinsics.
 
-    `distance_scale` multiplies the sampled distance (a per-model framing correction, such as the
-    distance column of 3D-DST's model list).
+    `distance_scale` multiplies a fixed or random distance (a per-model framing correction, such
+    as the distance column of 3D-DST's model list); 'fit' frames each model itself and ignores it.
     """
     rng = make_rng(seed)
     azimuth, elevation = sample_angles(spec.strategy, rng, view_index)
@@ -163,5 +163,7 @@ def sample_pose(
     else:
         if points is None or intrinsics is None:
             raise ValueError("distance mode 'fit' needs the object's points and the intrinsics")
-        distance = fit_distance(points, azimuth, elevation, theta, intrinsics, value)
+        return Pose(
+            azimuth, elevation, theta, fit_distance(points, azimuth, elevation, theta, intrinsics, value)
+        )
     return Pose(azimuth, elevation, theta, distance * distance_scale)

@@ -113,3 +113,14 @@ def test_sampling_is_independent_of_order():
     forward = [smp.sample_pose(spec, view_seed(5, "c", "m", i), i) for i in range(10)]
     backward = [smp.sample_pose(spec, view_seed(5, "c", "m", i), i) for i in reversed(range(10))]
     assert forward == list(reversed(backward))
+
+
+def test_distance_scale_applies_to_fixed_and_random_but_not_fit():
+    pts = np.random.default_rng(0).uniform(-0.5, 0.5, size=(50, 3))
+    intr = cam.Intrinsics.from_lens(128, 128)
+    for mode, value in [("fixed", 2.0), ("random", 3.0), ("fit", 0.7)]:
+        spec = smp.SamplingSpec(smp.parse_strategy("1"), smp.Distance(mode, value))
+        plain = smp.sample_pose(spec, 9, 0, points=pts, intrinsics=intr)
+        scaled = smp.sample_pose(spec, 9, 0, points=pts, intrinsics=intr, distance_scale=1.5)
+        factor = 1.0 if mode == "fit" else 1.5
+        assert scaled.distance == pytest.approx(plain.distance * factor)
