@@ -43,8 +43,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .dataset import sanitize_model_id
 from .errors import Dst3dError
-from .jobs import ModelJob, sanitize_id
+from .jobs import ModelJob
 
 #: The columns a catalogue CSV must have (extra columns are ignored).
 COLUMNS = ("synset", "model", "distance", "azimuth", "elevation", "strength", "sampling")
@@ -260,7 +261,7 @@ def jobs_from_catalog(
         jobs.append(
             ModelJob(
                 class_name=class_name or entry.synset,
-                model_id=sanitize_id(entry.model_id),
+                model_id=sanitize_model_id(entry.model_id),
                 cad_path=str(path),
                 synset=entry.synset,
                 azimuth_offset=entry.azimuth_offset,

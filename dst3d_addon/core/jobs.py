@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .dataset import sanitize_model_id
 from .seeds import derive_seed
 
 #: File and folder names that say nothing about the model (ShapeNet's model_normalized.obj, ...).
@@ -25,14 +26,6 @@ GENERIC_NAMES = {
     "glbs",
 }
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-
-
-def sanitize_id(name: str) -> str:
-    """A string made safe to be one path part of an annotation id."""
-    cleaned = _UNSAFE.sub("_", name).strip("._")
-    return cleaned or "model"
-
 
 def model_id_from_path(path: str | Path) -> str:
     """A model id from a CAD path: its stem, or the nearest folder name when the stem is generic.
@@ -44,8 +37,8 @@ def model_id_from_path(path: str | Path) -> str:
     p = Path(path)
     for part in [p.stem, *[q.name for q in p.parents]]:
         if part and part.lower() not in GENERIC_NAMES:
-            return sanitize_id(part)
-    return sanitize_id(p.stem)
+            return sanitize_model_id(part)
+    return sanitize_model_id(p.stem)
 
 
 @dataclass(frozen=True)
