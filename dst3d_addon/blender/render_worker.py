@@ -85,6 +85,8 @@ def serve(stdin: BinaryIO, out_fd: int) -> int:
         if kind == "exit":
             break
         if kind == "init":
+            # Blender starts with its default scene (cube, light, camera): render nothing but ours.
+            bpy.ops.wm.read_factory_settings(use_empty=True)
             settings = RenderSettings.from_dict(message["settings"])
             out = Path(message["out"])
             threads = message.get("threads")

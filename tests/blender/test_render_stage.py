@@ -290,3 +290,35 @@ def test_unwritable_output_folder(tmp_path):
         ro.mkdir(mode=0o500)
         proc = batch("render", "--cad", SAMPLE, "--out", ro / "out", "--views", 1)
         assert proc.returncode == 2 and "--out" in proc.stderr
+
+
+@pytest.mark.parametrize("edges", ["freestyle", "canny-shaded"])
+def test_blender_edge_modes_end_to_end(tmp_path, edges):
+    out = tmp_path / edges
+    proc = batch(
+        "render",
+        "--cad",
+        SAMPLE,
+        "--out",
+        out,
+        "--views",
+        2,
+        "--resolution",
+        "96x72",
+        "--edges",
+        edges,
+        "--samples",
+        2,
+        "--theta-std",
+        20,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for record in load_annotations(out):
+        lines = cv2.imread(str(out / record["files"]["control"]), cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imread(str(out / record["files"]["mask"]), cv2.IMREAD_GRAYSCALE) > 0
+        near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert (lines > 0).sum() > 20
+        assert (lines[~near] > 0).sum() <= 0.05 * (lines > 0).sum()  # lines only around the object
+        render = cv2.imread(str(out / record["files"]["render"]))
+        assert render.shape == (72, 96, 3) and render[mask].mean() > render[~near].mean() + 30
+    assert json.loads((out / "dataset.json").read_text())["stages"]["render"]["edges"] == edges
