@@ -322,3 +322,28 @@ def test_blender_edge_modes_end_to_end(tmp_path, edges):
         render = cv2.imread(str(out / record["files"]["render"]))
         assert render.shape == (72, 96, 3) and render[mask].mean() > render[~near].mean() + 30
     assert json.loads((out / "dataset.json").read_text())["stages"]["render"]["edges"] == edges
+
+
+def test_catalogue_run_uses_each_models_row(tmp_path):
+    root = tmp_path / "ShapeNetCore.v2"
+    model_dir = root / "02691156" / "1a2b3c" / "models"
+    model_dir.mkdir(parents=True)
+    trimesh.load(SAMPLE, force="mesh").export(model_dir / "model_normalized.obj")
+    csv = tmp_path / "models.csv"
+    csv.write_text(
+        "synset,model,distance,azimuth,elevation,strength,sampling\nn02690373,1a2b3c,2.5,0,0,1.0,3\n"
+    )
+    out = tmp_path / "cat"
+    proc = batch(
+        "render", "--cad-csv", csv, "--cad-root", root, "--out", out, "--views", 3, "--resolution", "64"
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = load_annotations(out)
+    assert [r["id"] for r in records] == [f"n02690373/1a2b3c/{v:06d}" for v in range(3)]
+    assert all(r["pose"]["distance"] == pytest.approx(2.5) for r in records)
+    assert records[0]["class"]["synset"] == "n02690373"
+    nowhere = batch("render", "--cad-csv", csv, "--cad-root", tmp_path / "nowhere", "--out", tmp_path / "x")
+    assert nowhere.returncode == 2 and "nowhere" in nowhere.stderr
+    (tmp_path / "empty").mkdir()
+    missing = batch("render", "--cad-csv", csv, "--cad-root", tmp_path / "empty", "--out", tmp_path / "y")
+    assert missing.returncode == 2 and "1a2b3c" in missing.stderr and "Traceback" not in missing.stderr
