@@ -173,8 +173,9 @@ class SceneRenderer:
 
     def close(self) -> None:
         """Remove the temporary image file."""
-        if os.path.exists(self._path):
-            os.remove(self._path)
+        path = getattr(self, "_path", None)  # unset when __init__ refused its arguments
+        if path and os.path.exists(path):
+            os.remove(path)
 
     def __del__(self) -> None:
         with contextlib.suppress(OSError):
