@@ -58,43 +58,34 @@ class _Parser(argparse.ArgumentParser):
 # ----------------------------------------------------------------------------------------- options
 
 
-def _positive_int(name: str):
-    def parse(text: str) -> int:
+def _number(name: str, kind: type, positive: bool):
+    """An argparse type: a finite int or float (positive if asked) whose errors name the option."""
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} {text!r}: expected a whole number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be at least 1")
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: expected {what}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be finite")
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be positive")
         return value
 
     return parse
+
+
+def _positive_int(name: str):
+    return _number(name, int, positive=True)
 
 
 def _positive_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} {text!r}: expected a number") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be a positive number")
-        return value
-
-    return parse
+    return _number(name, float, positive=True)
 
 
 def _finite_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} {text!r}: expected a number") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{name} {text!r}: must be finite")
-        return value
-
-    return parse
+    return _number(name, float, positive=False)
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
