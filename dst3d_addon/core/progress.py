@@ -67,6 +67,8 @@ class Progress:
 
     def update(self, n: int = 1, failed: int = 0) -> None:
         """Count n more finished (and `failed` failed) items; redraw when due."""
+        if n == 0 and failed == 0:
+            return
         self.done += n
         self.failed += failed
         now = self.clock()
