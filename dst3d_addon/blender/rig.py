@@ -39,8 +39,8 @@ def set_intrinsics(scene: bpy.types.Scene, camera: bpy.types.Object, intrinsics:
     px, py = intrinsics.principal
     # Blender's shift is in units of the larger image side.
     size = max(intrinsics.width, intrinsics.height)
-    cam.shift_x = (px - intrinsics.width / 2.0) / size
-    cam.shift_y = -(py - intrinsics.height / 2.0) / size
+    cam.shift_x = -(px - intrinsics.width / 2.0) / size
+    cam.shift_y = (py - intrinsics.height / 2.0) / size
     cam.clip_start = 1e-3
     cam.clip_end = 1e4
 
