@@ -1,6 +1,6 @@
 """Benchmark of the render stage against 3D-DST's recipe, and of --workers scaling.
 
-    .venv/bin/python tools/bench_render.py [--views 12] [--size 512] [--recipe-views 3]
+    .venv/bin/python -m tools.bench_render [--views 12] [--size 512] [--recipe-views 3]
 
 Per view (control image + mask + depth + record, written to a dataset folder) on the sample
 airliner and on a ~100k-triangle version of it, then 3D-DST's recipe on the same views (Cycles 32
@@ -11,7 +11,6 @@ end to end with --workers 1..cores on the sample model.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,17 +20,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "assets" / "sample" / "airliner.glb"
-
-
-def _load_package() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "dst3d_addon",
-        ROOT / "dst3d_addon" / "__init__.py",
-        submodule_search_locations=[str(ROOT / "dst3d_addon")],
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dst3d_addon"] = module
-    spec.loader.exec_module(module)
 
 
 def dense_copy(folder: Path) -> Path:
@@ -127,7 +115,6 @@ def main() -> None:
     parser.add_argument("--scaling-views", type=int, default=384, help="views for the --workers runs")
     args = parser.parse_args()
     os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="dst3d-bench-"))
-    _load_package()
     with tempfile.TemporaryDirectory(prefix="dst3d-bench-") as tmp:
         folder = Path(tmp)
         meshes = [SAMPLE, dense_copy(folder)]

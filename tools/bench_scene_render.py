@@ -1,6 +1,6 @@
 """Seconds per view of the Blender-rendered edge modes (Freestyle lines, 3D-DST's shaded render).
 
-    .venv/bin/python tools/bench_scene_render.py [--size 512] [--views 4] [--samples 32] [--threads N]
+    .venv/bin/python -m tools.bench_scene_render [--size 512] [--views 4] [--samples 32] [--threads N]
 
 Meshes: Suzanne with one Catmull-Clark level (3,936 triangles), and the same surface cut into
 25 times as many faces (98,400 triangles): the same lines, 25 times the geometry. Per mesh and
@@ -10,26 +10,11 @@ mode: the set-up (SceneRenderer()), the first view, and the mean of the followin
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_package() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "dst3d_addon",
-        ROOT / "dst3d_addon" / "__init__.py",
-        submodule_search_locations=[str(ROOT / "dst3d_addon")],
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["dst3d_addon"] = module
-    spec.loader.exec_module(module)
 
 
 def monkey(cuts: int):
@@ -90,7 +75,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="render threads (default: all cores)")
     args = parser.parse_args()
     os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="dst3d-bench-"))
-    _load_package()
     report(
         f"{args.size}x{args.size}, {os.cpu_count()} cores, threads {args.threads or 'auto'}; "
         f"shaded = Cycles {args.samples} spp + OpenImageDenoise"

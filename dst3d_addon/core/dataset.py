@@ -82,6 +82,15 @@ def _temp_name(target: Path) -> Path:
     return target.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
 
 
+def _write_all(fd: int, data: bytes, durable: bool) -> None:
+    """Write every byte (os.write may write fewer), then flush to disk if `durable`."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    if durable:
+        os.fsync(fd)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
     """Write `data` to `path` so that `path` is either absent/old or complete, never partial.
 
@@ -100,12 +109,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = 
         break
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if durable:
-                os.fsync(fd)
+            _write_all(fd, data, durable)
         finally:
             os.close(fd)
         os.replace(tmp, target)
@@ -252,12 +256,7 @@ def append_records(path: str | os.PathLike, records: Iterable[Mapping], *, durab
             _cut_torn_tail(fd)
             before = os.fstat(fd).st_size
             try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                if durable:
-                    os.fsync(fd)
+                _write_all(fd, data, durable)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, before)
