@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -26,11 +27,26 @@ from .core import catalog
 from .core.cad_files import check_cad_file
 from .core.dataset import Dataset
 from .core.errors import Dst3dError
+from .core.generation_settings import (
+    DEFAULT_GENERATION_PRESET,
+    DEFAULT_PIPELINE,
+    DTYPES,
+    GENERATION_PRESETS,
+    PIPELINE_PRESETS,
+    SCHEDULERS,
+    TINY,
+    GenerationSettings,
+    settings_from_preset,
+)
 from .core.jobs import ModelJob, Shard, Task, check_unique_ids, model_id_from_path, pending_views, plan_tasks
 from .core.progress import Progress, format_duration
+from .core.prompts import PAPER_PROMPT, PromptSource
 from .core.render_settings import EDGE_MODES, RenderSettings
 from .core.sampling import DEG, STRATEGIES, Distance, SamplingSpec, parse_strategy
 from .core.worker_protocol import LineReader, encode
+from .generation.batch import GenerateRun, RunOptions
+from .generation.client import WorkerClient, WorkerConfig
+from .kcf import stages as kcf_stages
 
 PROG = "dst3d_batch.py"
 ANNOTATIONS = "annotations.jsonl"
@@ -135,6 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="render control images, masks, depth and pose annotations",
         description="Render control images (edges), masks, depth and pose annotations of CAD models.",
     )
+    add_render_options(r)
+    g = stages.add_parser(
+        "generate",
+        help="turn the control images into images with a ControlNet diffusion model",
+        description="Generate images from a dataset's control images with a ControlNet pipeline, "
+        "in a worker process (the GPU's), writing generations.jsonl and images/.",
+    )
+    g.add_argument("--out", required=True, metavar="DIR", help="the dataset folder (rendered already)")
+    add_generation_options(g, common=True)
+    run = stages.add_parser(
+        "run",
+        help="render, then generate",
+        description="The render stage, then the generate stage, on one dataset folder. Without weights, "
+        "a GPU or torch it still renders, and says what it skipped.",
+    )
+    add_render_options(run)
+    add_generation_options(run, common=False)
+    kcf_stages.add_parsers(stages)
+    return parser
+
+
+def add_render_options(r: argparse.ArgumentParser) -> None:
+    """The render stage's options (also the `run` stage's)."""
     src = r.add_argument_group("models")
     src.add_argument("--cad", action="append", default=[], metavar="PATH", help="a CAD file (repeatable)")
     src.add_argument("--cad-csv", metavar="CSV", help="3D-DST's model list (synset, model, distance, ...)")
@@ -226,7 +265,98 @@ def build_parser() -> argparse.ArgumentParser:
         help="parallel Blender processes (default 1)",
     )
     x.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+
+
+def _device(text: str) -> str:
+    if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"--device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def add_generation_options(g: argparse.ArgumentParser, common: bool) -> None:
+    """The generate stage's options; `common` adds those the render stage also has (--seed, ...)."""
+    m = g.add_argument_group("model")
+    m.add_argument(
+        "--pipeline",
+        default=DEFAULT_PIPELINE,
+        metavar="PRESET|ID|PATH",
+        help=f"a preset ({', '.join(PIPELINE_PRESETS)}; default {DEFAULT_PIPELINE}), a hub id, a local diffusers "
+        "folder or a single .safetensors checkpoint; 'tiny' has random weights (its images are noise)",
+    )
+    m.add_argument("--controlnet", metavar="ID|PATH", help="the ControlNet (default: the preset's)")
+    m.add_argument("--lora", metavar="ID|PATH", help="a LoRA to fuse ('lcm' = the family's LCM-LoRA, 'none')")
+    m.add_argument(
+        "--base-config", metavar="DIR", help="a diffusers folder with the configs of a single-file --pipeline"
+    )
+    m.add_argument(
+        "--allow-pickle", action="store_true", help="allow pickle checkpoints (.ckpt/.pt/.bin): unsafe"
+    )
+    s = g.add_argument_group("sampling (default: --preset paper, 3D-DST's)")
+    s.add_argument(
+        "--preset",
+        choices=tuple(GENERATION_PRESETS),
+        default=DEFAULT_GENERATION_PRESET,
+        help="paper: DDIM 20 steps, eta 1, guidance 9, 512x512 (3D-DST); fast: LCM-LoRA 4 steps "
+        "(UniPC 10 steps without its weights)",
+    )
+    s.add_argument("--scheduler", choices=tuple(SCHEDULERS), help="the sampler")
+    s.add_argument("--steps", type=_positive_int("--steps"), metavar="N")
+    s.add_argument("--guidance", type=_finite_float("--guidance"), metavar="G")
+    s.add_argument("--control-scale", type=_finite_float("--control-scale"), metavar="S")
+    s.add_argument("--eta", type=_finite_float("--eta"), metavar="E", help="DDIM's eta (3D-DST: 1.0)")
+    s.add_argument("--width", type=_positive_int("--width"), metavar="W", help="image width (preset: 512)")
+    s.add_argument("--height", type=_positive_int("--height"), metavar="H", help="image height (preset: 512)")
+    p = g.add_argument_group("prompts")
+    p.add_argument(
+        "--prompt",
+        metavar="TEMPLATE",
+        help='prompt template with {class}, {synset} (default: "' + PAPER_PROMPT.replace("%", "%%") + '")',
+    )
+    p.add_argument("--negative-prompt", metavar="TEXT", help="negative prompt (default: 3D-DST's)")
+    p.add_argument(
+        "--captions",
+        metavar="FILE",
+        help="captions per class or synset (.csv/.jsonl) or one prompt a line (.txt); each image's is "
+        "chosen from its seed",
+    )
+    x = g.add_argument_group("generation run")
+    x.add_argument("--images-per-view", type=_positive_int("--images-per-view"), default=1, metavar="K")
+    x.add_argument(
+        "--batch-size",
+        type=_positive_int("--batch-size"),
+        default=4,
+        metavar="B",
+        help="images per denoising batch (halved automatically when out of memory)",
+    )
+    x.add_argument(
+        "--batching",
+        choices=("exact", "fused"),
+        default="exact",
+        help="exact: each image computed as if alone, so a seed gives the same pixels in any batch (default); "
+        "fused: one batch per network call, faster on a GPU, pixels may differ by a level",
+    )
+    x.add_argument(
+        "--device", type=_device, default="auto", help="auto (CUDA if any), cpu, cuda, cuda:N, mps"
+    )
+    x.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: fp16 on a GPU, fp32 on the CPU")
+    x.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the worker's Python, with torch and diffusers (default: $DST3D_WORKER_PYTHON or this one)",
+    )
+    if common:
+        x.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it")
+        x.add_argument(
+            "--shard",
+            type=_shard,
+            default=Shard(),
+            metavar="I/N",
+            help="generate only shard I of N (0 <= I < N)",
+        )
+        x.add_argument(
+            "--allow-mixed", action="store_true", help="write into a dataset made with other settings"
+        )
+        x.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 # ----------------------------------------------------------------------------------------- planning
@@ -548,6 +678,140 @@ def run_render(args: argparse.Namespace, script: Path) -> int:
     return 1 if run.failed else 0
 
 
+MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def _check_model_path(option: str, value: str | None) -> None:
+    """A --pipeline/--controlnet that looks like a path must exist (a hub id is checked by the worker)."""
+    if value is None or value in PIPELINE_PRESETS or Path(value).expanduser().exists():
+        return
+    if (
+        value.lower().endswith(MODEL_FILE_SUFFIXES)
+        or value.startswith((".", "/", "~", "\\"))
+        or (len(value) > 1 and value[1] == ":")
+    ):
+        raise UsageError(f"{option} {value}: no such file or folder")
+
+
+def generation_settings_from_args(args: argparse.Namespace) -> GenerationSettings:
+    """GenerationSettings from the parsed options (a preset with overrides)."""
+    _check_model_path("--pipeline", args.pipeline)
+    _check_model_path("--controlnet", args.controlnet)
+    if args.captions is not None and not Path(args.captions).is_file():
+        raise UsageError(f"--captions {args.captions}: no such file")
+    return settings_from_preset(
+        args.preset,
+        pipeline=args.pipeline,
+        controlnet=args.controlnet,
+        scheduler=args.scheduler,
+        steps=args.steps,
+        guidance=args.guidance,
+        control_scale=args.control_scale,
+        eta=args.eta,
+        width=args.width,
+        height=args.height,
+        seed=args.seed,
+        dtype=args.dtype,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        captions=args.captions,
+        lora=args.lora,
+    )
+
+
+def _skipped_hint(args: argparse.Namespace, reason: str) -> str:
+    command = f"python tools/dst3d_batch.py generate --out {args.out}"
+    if args.pipeline != DEFAULT_PIPELINE:
+        command += f" --pipeline {args.pipeline}"
+    return (
+        f"dst3d run: generation skipped: {reason}\n"
+        f"dst3d run: the annotated control images are in {args.out}; to generate the images, run on a "
+        f"machine with a CUDA GPU and the model weights:\n    {command}"
+    )
+
+
+def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) -> int:
+    """The generate stage; returns the exit code. With `skip_unavailable` (the `run` stage), missing
+    weights, torch or GPU end it with a message and exit 0: the rendered data is complete."""
+    settings = generation_settings_from_args(args)
+    prompts = PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
+    options = RunOptions(
+        images_per_view=args.images_per_view,
+        batch_size=args.batch_size,
+        device=args.device,
+        allow_pickle=args.allow_pickle,
+        allow_mixed=args.allow_mixed,
+        shard=args.shard,
+        base_config=args.base_config,
+        batching=args.batching,
+    )
+    out = Path(args.out)
+    client = WorkerClient(
+        WorkerConfig(python=args.python, log_path=out / "logs" / f"generate-{os.getpid()}.log")
+    )
+    progress: Progress | None = None
+
+    def log(message: str) -> None:
+        if progress is not None:
+            progress.clear()
+        print(f"dst3d generate: {message}", file=sys.stderr)
+
+    def step(done: int, steps: int) -> None:
+        if progress is not None:
+            progress.set_note(f"step {done}/{steps}")
+
+    def images(n: int) -> None:
+        if progress is not None:
+            progress.update(n)
+
+    run = GenerateRun(out, settings, prompts, options, client, log=log, on_images=images, on_step=step)
+    tiny = run.request["base"] == TINY
+    print(
+        f"dst3d generate: {len(run.annotations)} views x {args.images_per_view} image(s), shard "
+        f"{args.shard.index}/{args.shard.count}: {run.total} to generate, {run.skipped} already done -> {out}",
+        file=sys.stderr,
+    )
+    try:
+        while not run.poll(0.2):
+            if progress is None and run.state == "generating":
+                progress = Progress(run.total, "images", enabled=not args.quiet)
+    except KeyboardInterrupt:
+        run.cancel()
+        client.release()
+        if progress is not None:
+            progress.close()
+        print(
+            f"dst3d generate: interrupted after {run.written} new images; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        client.release()
+    if progress is not None:
+        progress.close()
+    if run.state == "unavailable" and skip_unavailable:
+        print(_skipped_hint(args, str(run.error)), file=sys.stderr)
+        return 0
+    if run.error is not None:
+        print(f"dst3d: error: {run.error}", file=sys.stderr)
+        return 2 if run.error.kind == "bad_input" else 1
+    rate = run.written / run.elapsed if run.elapsed > 0 else 0.0
+    print(
+        f"dst3d generate: {run.written} images written, {run.skipped} skipped (done before), in "
+        f"{format_duration(run.elapsed)} ({rate:.2f} images/s)" + (" [tiny: noise images]" if tiny else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_all(args: argparse.Namespace, script: Path) -> int:
+    """The `run` stage: render, then generate (skipped with a message where it cannot run)."""
+    code = run_render(args, script)
+    if code != 0:
+        return code
+    return run_generate(args, skip_unavailable=True)
+
+
 def run_worker(argv: Sequence[str]) -> int:
     """The hidden `_worker` stage: serve render tasks (imports bpy)."""
     parser = _Parser(prog=f"{PROG} _worker")
@@ -570,6 +834,12 @@ def main(argv: Sequence[str], script: Path) -> int:
         args = build_parser().parse_args(argv)
         if args.stage == "render":
             return run_render(args, script)
+        if args.stage == "generate":
+            return run_generate(args)
+        if args.stage == "run":
+            return run_all(args, script)
+        if args.stage in kcf_stages.STAGES:
+            return kcf_stages.STAGES[args.stage](args)
         raise UsageError(f"unknown stage {args.stage!r}")
     except Dst3dError as exc:
         print(f"dst3d: error: {exc}", file=sys.stderr)

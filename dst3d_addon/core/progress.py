@@ -40,6 +40,7 @@ class Progress:
         self.clock = clock
         self.done = 0
         self.failed = 0
+        self.note = ""
         self.start = clock()
         self._last = -1e9
         isatty = getattr(self.stream, "isatty", None)
@@ -60,9 +61,10 @@ class Progress:
         rate = self.rate
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         extra = f" {self.failed} failed" if self.failed else ""
+        note = f" ({self.note})" if self.note else ""
         return (
             f"[{bar}] {self.done}/{self.total} {self.unit} {rate:.2f} {self.unit}/s "
-            f"ETA {format_duration(eta)}{extra}"
+            f"ETA {format_duration(eta)}{extra}{note}"
         )
 
     def update(self, n: int = 1, failed: int = 0) -> None:
@@ -75,6 +77,20 @@ class Progress:
         if self.enabled and (now - self._last >= self._interval or self.done >= self.total):
             self._last = now
             self._draw()
+
+    def set_note(self, note: str) -> None:
+        """Show `note` after the counts (e.g. the denoising step); redrawn on a terminal only."""
+        self.note = note
+        now = self.clock()
+        if self.enabled and self.tty and now - self._last >= self._interval:
+            self._last = now
+            self._draw()
+
+    def clear(self) -> None:
+        """Wipe the bar's line on a terminal, so a message can be printed cleanly."""
+        if self.enabled and self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
 
     def _draw(self) -> None:
         if self.tty:

@@ -1,0 +1,360 @@
+"""The generate stage's driver (no torch): plan the images a dataset still lacks, feed them to the
+worker in batches, write their records. The batch script and Blender's Export operator both use it.
+
+`GenerateRun` is a state machine advanced by `poll()`, which never blocks for long, so Blender can
+drive it from a timer and a test step by step; `run()` drives it to the end for the batch script.
+Rendered data is never touched: images are written next to it (atomically, by the worker) and a
+record is appended only once its image is complete. Out of memory halves the batch and retries; a
+crashed worker is restarted once per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..core.dataset import (
+    ANNOTATIONS,
+    DATASET_JSON,
+    GENERATIONS,
+    Dataset,
+    DatasetError,
+    describe_diff,
+    settings_diff,
+)
+from ..core.generation_plan import GenerationItem, completed_keys, generation_record, plan_items
+from ..core.generation_settings import TINY, GenerationSettings
+from ..core.jobs import Shard
+from ..core.prompts import PromptSource
+from ..core.records import load_annotations
+from .client import Job, WorkerClient, WorkerConfig
+from .errors import GenerationError, MissingRuntime, MissingWeights, OutOfMemory, WorkerCrashed
+
+
+@dataclass
+class RunOptions:
+    """How to run (none of these change the images)."""
+
+    images_per_view: int = 1
+    batch_size: int = 4
+    device: str = "auto"
+    allow_pickle: bool = False
+    allow_mixed: bool = False
+    shard: Shard = field(default_factory=Shard)
+    base_config: str | None = None
+    cache_dir: str | None = None
+    preview_every: int = 0
+    batching: str = "exact"
+
+
+class Unavailable(GenerationError):
+    """Generation cannot run here (no weights, no torch, no GPU): the rendered data is still fine."""
+
+    kind = "unavailable"
+
+
+def pipeline_request(settings: GenerationSettings, options: RunOptions) -> dict[str, Any]:
+    """The worker's PipelineRequest (as a dict) for these settings."""
+    model = settings.model_description()
+    return {
+        "base": model["base"] if settings.pipeline not in ("tiny",) else TINY,
+        "controlnet": model["controlnet"],
+        "family": model["family"],
+        "scheduler": settings.scheduler,
+        "dtype": settings.dtype,
+        "device": options.device,
+        "allow_pickle": options.allow_pickle,
+        "lora": settings.lora,
+        "cache_dir": options.cache_dir,
+        "base_config": options.base_config,
+    }
+
+
+def batches(items: Sequence[GenerationItem], size: int) -> list[list[GenerationItem]]:
+    """Consecutive items in groups of at most `size`, never mixing image sizes in one group."""
+    out: list[list[GenerationItem]] = []
+    for item in items:
+        if out and len(out[-1]) < size and (out[-1][0].width, out[-1][0].height) == (item.width, item.height):
+            out[-1].append(item)
+        else:
+            out.append([item])
+    return out
+
+
+class GenerateRun:
+    """One generate stage over a dataset folder.
+
+    States: "starting" (worker importing torch) -> "loading" (pipeline) -> "generating" -> "done",
+    or "failed" (`error` set) / "unavailable" (`error` says what is missing; nothing was written).
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        settings: GenerationSettings,
+        prompts: PromptSource,
+        options: RunOptions,
+        client: WorkerClient | None = None,
+        *,
+        log: Callable[[str], None] = lambda message: None,
+        on_images: Callable[[int], None] = lambda n: None,
+        on_step: Callable[[int, int], None] = lambda step, steps: None,
+    ) -> None:
+        self.out = Path(out)
+        self.settings = settings
+        self.prompts = prompts
+        self.options = options
+        self.log = log
+        self.on_images = on_images
+        self.on_step = on_step
+        if not (self.out / ANNOTATIONS).is_file():
+            raise DatasetError(f"--out {self.out}: no {ANNOTATIONS} there; run the render stage first")
+        self.annotations = load_annotations(self.out, as_numpy=False)
+        self.client = client or WorkerClient(
+            WorkerConfig(log_path=self.out / "logs" / f"generate-{os.getpid()}.log")
+        )
+        self._own_client = client is None
+        self.request = pipeline_request(settings, options)
+        self.state = "starting"
+        self.error: GenerationError | None = None
+        self.dataset: Dataset | None = None
+        self.pending: list[list[GenerationItem]] = []
+        self.total = 0
+        self.skipped = 0
+        self.written = 0
+        self.batch_size = options.batch_size
+        self.model: dict[str, Any] | None = None
+        self._job: Job | None = None
+        self._batch: list[GenerationItem] | None = None
+        self._crash_retried = False
+        self.started = time.monotonic()
+        self.stage_settings = {
+            **settings.as_dict(prompts.captions_digest),
+            "batching": options.batching,
+        }
+        self._check_settings()
+        # Plan before starting anything: a finished shard costs no worker and no model load.
+        done = completed_keys(Dataset(self.out, "generate", {}))
+        self.total = len(self.plan(done))
+        self.skipped = len(self.plan(set())) - self.total
+        if self.total == 0:
+            self.state = "done"
+        else:
+            self.client.start()
+
+    # ------------------------------------------------------------------------------ planning
+    def _check_settings(self) -> None:
+        """Refuse early (before any worker starts) a dataset generated with other settings."""
+        info_path = self.out / DATASET_JSON
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # Dataset.open reports an unreadable dataset.json
+        old = (info.get("stages") or {}).get("generate")
+        if old is None or self.options.allow_mixed:
+            return
+        new = json.loads(json.dumps(self.stage_settings))
+        if old != new:
+            raise DatasetError(
+                f"--out {self.out}: this dataset was generated with other settings "
+                f"({describe_diff(settings_diff(old, new))}); pass --allow-mixed to add to it anyway, "
+                "or choose a new --out"
+            )
+
+    def plan(self, done: set[str]) -> list[GenerationItem]:
+        """The images of this shard not in `done` (generation keys)."""
+        return plan_items(
+            self.annotations,
+            self.settings,
+            self.prompts,
+            self.options.images_per_view,
+            self.options.shard,
+            done,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "unavailable")
+
+    def _fail(self, error: GenerationError, state: str = "failed") -> None:
+        self.error = error
+        self.state = state
+        self._job = None
+
+    # ------------------------------------------------------------------------------ driving
+    def poll(self, timeout: float = 0.0) -> bool:
+        """Advance as far as the arrived messages allow (waiting up to `timeout` for one).
+
+        Returns True once the run has finished (see `state`).
+        """
+        if self.finished:
+            return True
+        try:
+            self._advance(timeout)
+        except GenerationError as exc:
+            self._fail(
+                exc,
+                "unavailable" if isinstance(exc, MissingWeights | MissingRuntime | Unavailable) else "failed",
+            )
+        except DatasetError as exc:
+            self._fail(GenerationError(str(exc)))
+        return self.finished
+
+    def _advance(self, timeout: float) -> None:
+        if self.state == "starting":
+            if self.client.hello is None:
+                self._pump_ready(timeout)
+                if self.client.hello is None:
+                    return
+            self._check_device(self.client.hello)
+            self.log(
+                f"worker ready: torch {self.client.hello.get('torch')} on "
+                f"{', '.join(self.client.hello.get('devices') or []) or 'CPU'} ({self.client.python})"
+            )
+            self._job = self.client.load(self.request)
+            self._job.listeners.append(self._on_message)
+            self.state = "loading"
+            return
+        if self._job is None:
+            return
+        self.client.pump(timeout)
+        if not self._job.done:
+            return
+        job, self._job = self._job, None
+        if self.state == "loading":
+            if job.error is not None:
+                raise job.error
+            self.model = dict(job.result.get("model") or {})
+            self._open_dataset()
+            self._next_batch()
+        elif self.state == "generating":
+            self._batch_done(job)
+
+    def _pump_ready(self, timeout: float) -> None:
+        self.client.pump(timeout)
+        if self.client.hello is None and not self.client.alive:
+            self.client.wait_ready(timeout=1.0)  # raises the start-up error (fatal / crash)
+
+    def _check_device(self, hello: dict[str, Any]) -> None:
+        if self.options.device != "auto" or self.request["base"] == TINY:
+            return
+        if not hello.get("cuda") and not hello.get("mps"):
+            raise Unavailable(
+                f"the worker Python {hello.get('python')} sees no CUDA GPU; {self.request['base']} on the CPU "
+                "takes minutes per image, so nothing was generated (pass --device cpu to run it anyway)"
+            )
+
+    def _on_message(self, job: Job, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "status":
+            self.log(str(message.get("message")))
+        elif kind == "progress":
+            self.on_step(job.step, job.steps)
+
+    def _open_dataset(self) -> None:
+        self.dataset = Dataset.open(
+            self.out,
+            "generate",
+            self.stage_settings,
+            allow_mixed=self.options.allow_mixed,
+            tool_version=__version__,
+        )
+        done = completed_keys(self.dataset)
+        items = self.plan(done)
+        self.total = len(items)
+        self.skipped = len(self.plan(set())) - len(items)
+        self.pending = batches(items, self.batch_size)
+        self.state = "generating"
+
+    def _submit(self, batch: list[GenerationItem]) -> None:
+        assert self.dataset is not None
+        self._batch = batch
+        job_settings = dict(self.settings.job_settings())
+        job_settings["width"], job_settings["height"] = batch[0].width, batch[0].height
+        items = [
+            {
+                "control": str(self.dataset.path(item.control)),
+                "prompt": item.prompt,
+                "negative_prompt": item.negative_prompt,
+                "seed": item.seed,
+                "output": str(self.dataset.path(item.output)),
+            }
+            for item in batch
+        ]
+        preview_dir = self.out / "logs" / "previews" if self.options.preview_every else None
+        self._job = self.client.generate(
+            self.request,
+            job_settings,
+            items,
+            fallback=self.settings.fallback if self.settings.lora else None,
+            preview_every=self.options.preview_every,
+            preview_dir=preview_dir,
+            batching=self.options.batching,
+        )
+        self._job.listeners.append(self._on_message)
+
+    def _next_batch(self) -> None:
+        if not self.pending:
+            self.state = "done"
+            return
+        self._crash_retried = False
+        self._submit(self.pending.pop(0))
+
+    def _batch_done(self, job: Job) -> None:
+        batch = self._batch
+        assert batch is not None and self.dataset is not None
+        if job.error is None:
+            result = job.result or {}
+            used = dict(result.get("settings") or {})
+            model = dict(result.get("model") or self.model or {})
+            records = [generation_record(item, model, used) for item in batch]
+            self.dataset.append(GENERATIONS, records)
+            self.written += len(batch)
+            self.on_images(len(batch))
+            self._next_batch()
+            return
+        error = job.error
+        if isinstance(error, OutOfMemory) and len(batch) > 1:
+            half = (len(batch) + 1) // 2
+            self.batch_size = max(1, min(self.batch_size, half))
+            self.log(f"out of memory at batch {len(batch)}; retrying with batch {half}")
+            self.pending = batches(batch + [i for b in self.pending for i in b], self.batch_size)
+            self._next_batch()
+            return
+        if isinstance(error, OutOfMemory):
+            raise OutOfMemory(
+                f"{error}; even one image does not fit: try --dtype fp16, a smaller --width/--height, "
+                "or another --device"
+            )
+        if isinstance(error, WorkerCrashed) and not self._crash_retried:
+            self.log(f"{error}; restarting it and retrying the batch")
+            self._crash_retried = True
+            self._submit(batch)
+            return
+        raise error
+
+    def cancel(self) -> None:
+        """Stop the current batch at its next step; the images already written stay."""
+        if self._job is not None:
+            self._job.cancel()
+
+    def run(self, poll_interval: float = 0.2) -> str:
+        """Drive the run to its end (blocking); returns the final state."""
+        while not self.poll(poll_interval):
+            pass
+        return self.state
+
+    def close(self) -> None:
+        """Release the worker if this run started it."""
+        if self._own_client:
+            self.client.release()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started

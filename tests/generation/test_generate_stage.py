@@ -1,0 +1,291 @@
+"""The generate and run stages end to end through tools/dst3d_batch.py, with the tiny pipeline.
+
+A real render (bpy) makes the dataset; generation runs in the worker on the CPU. Checked: records
+and images per dataset.md, batch = single, resume (also after SIGKILL) byte-identical, out of
+memory halves the batch, missing weights / GPU / torch degrade with one clear line, bad options
+get one line and exit 2, and the rendered data is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from dst3d_addon.core.generation_plan import image_seed, load_generations
+from dst3d_addon.core.prompts import PAPER_NEGATIVE
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tools" / "dst3d_batch.py"
+SAMPLE = ROOT / "assets" / "sample" / "airliner.glb"
+TINY = ("--pipeline", "tiny", "--steps", "2", "--device", "cpu", "--quiet")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """The environment of every batch run: a private tiny cache and an empty, offline HF cache."""
+    base = tmp_path_factory.mktemp("env")
+    return {
+        **os.environ,
+        "DST3D_CACHE": str(base / "dst3d-cache"),
+        "HF_HOME": str(base / "hf-home"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def batch(env: dict[str, str], *args: str, extra_env: dict[str, str] | None = None, timeout: float = 600):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**env, **(extra_env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(env, tmp_path_factory) -> Path:
+    """Three views of the sample airliner at 64x64 (shared; tests copy it)."""
+    out = tmp_path_factory.mktemp("rendered") / "ds"
+    proc = batch(
+        env, "render", "--cad", SAMPLE, "--class-name", "airliner", "--synset", "n02690373",
+        "--views", "3", "--resolution", "64", "--out", out, "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture
+def dataset(rendered, tmp_path) -> Path:
+    out = tmp_path / "ds"
+    shutil.copytree(rendered, out)
+    return out
+
+
+def digest_tree(out: Path, exclude: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of every file of the folder except the excluded top-level names."""
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.relative_to(out).parts[0] not in exclude and not p.name.startswith(".")
+    }
+
+
+RENDER_FILES_EXCLUDE = ("images", "generations.jsonl", "dataset.json", "logs")
+
+
+def images_of(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "images").rglob("*.png"))}
+
+
+def records_by_key(out: Path) -> dict[tuple[str, int], dict]:
+    return {(r["id"], r["k"]): r for r in load_generations(out)}
+
+
+def test_generate_end_to_end(env, dataset):
+    before = digest_tree(dataset, RENDER_FILES_EXCLUDE)
+    proc = batch(env, "generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert "noise" in proc.stderr  # the tiny pipeline never passes for a real one
+    assert "6 images written" in proc.stderr
+    records = load_generations(dataset)
+    assert len(records) == 6
+    annotations = [json.loads(line) for line in (dataset / "annotations.jsonl").read_text().splitlines()]
+    assert {(r["id"], r["k"]) for r in records} == {(a["id"], k) for a in annotations for k in (0, 1)}
+    for record in records:
+        assert record["file"] == f"images/{record['id']}_{record['k']}.png"
+        image = cv2.imread(str(dataset / record["file"]), cv2.IMREAD_UNCHANGED)
+        assert image.shape == (64, 64, 3)
+        assert record["seed"] == image_seed(0, record["id"], record["k"])
+        assert record["prompt"] == "An image of airliner, best quality, extremely detailed"
+        assert record["negative_prompt"] == PAPER_NEGATIVE
+        assert record["model"]["base"] == "tiny" and record["model"]["scheduler"] == "ddim"
+        assert (record["steps"], record["guidance"], record["control_scale"]) == (2, 9.0, 1.0)
+        assert (record["width"], record["height"]) == (64, 64)
+    info = json.loads((dataset / "dataset.json").read_text())
+    assert info["stages"]["generate"]["steps"] == 2 and "render" in info["stages"]
+    assert digest_tree(dataset, RENDER_FILES_EXCLUDE) == before  # the rendered data is untouched
+
+    again = batch(env, "generate", "--out", dataset, *TINY, "--images-per-view", "2")
+    assert again.returncode == 0, again.stderr
+    assert "0 to generate, 6 already done" in again.stderr
+    assert len(load_generations(dataset)) == 6
+
+
+def test_batch_and_single_give_the_same_images(env, dataset, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(dataset, other)
+    a = batch(env, "generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "1")
+    b = batch(env, "generate", "--out", other, *TINY, "--images-per-view", "2", "--batch-size", "6")
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    assert images_of(dataset) == images_of(other)
+    assert records_by_key(dataset) == records_by_key(other)
+
+
+def test_resume_after_kill_equals_an_uninterrupted_run(env, dataset, tmp_path):
+    reference = tmp_path / "reference"
+    shutil.copytree(dataset, reference)
+    args = ("generate", *TINY, "--images-per-view", "4", "--batch-size", "1", "--steps", "6")
+    done = batch(env, *args, "--out", reference)
+    assert done.returncode == 0, done.stderr
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *map(str, args), "--out", str(dataset)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    records = dataset / "generations.jsonl"
+    deadline = time.monotonic() + 300
+    while not (records.exists() and records.read_text().count("\n") >= 2):
+        assert proc.poll() is None, "finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its worker, mid-batch
+    proc.wait()
+    written = len(load_generations(dataset))
+    assert 2 <= written < 12
+    resumed = batch(env, *args, "--out", dataset)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{12 - written} to generate, {written} already done" in resumed.stderr
+    assert images_of(dataset) == images_of(reference)
+    assert records_by_key(dataset) == records_by_key(reference)
+    assert len(records.read_text().splitlines()) == 12  # no duplicates
+
+
+def test_out_of_memory_halves_the_batch(env, dataset, tmp_path):
+    reference = tmp_path / "reference"
+    shutil.copytree(dataset, reference)
+    ok = batch(env, "generate", "--out", reference, *TINY, "--images-per-view", "2", "--batch-size", "1")
+    assert ok.returncode == 0, ok.stderr
+    oom = batch(
+        env, "generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "4",
+        extra_env={"DST3D_FAULT_OOM_ABOVE": "1"},
+    )  # fmt: skip
+    assert oom.returncode == 0, oom.stderr
+    assert "retrying with batch 2" in oom.stderr and "retrying with batch 1" in oom.stderr
+    assert images_of(dataset) == images_of(reference)
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(reference, fresh)
+    shutil.rmtree(fresh / "images")
+    (fresh / "generations.jsonl").unlink()
+    before = digest_tree(fresh, RENDER_FILES_EXCLUDE)
+    never = batch(env, "generate", "--out", fresh, *TINY, extra_env={"DST3D_FAULT_OOM_ABOVE": "0"})
+    assert never.returncode == 1
+    errors = [line for line in never.stderr.splitlines() if line.startswith("dst3d: error:")]
+    assert len(errors) == 1 and "even one image does not fit" in errors[0]
+    assert digest_tree(fresh, RENDER_FILES_EXCLUDE) == before
+
+
+def test_missing_weights_offline_one_line(env, dataset):
+    proc = batch(env, "generate", "--out", dataset, "--device", "cpu", "--quiet")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dst3d: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in errors[0] and "HF_HUB_OFFLINE" in errors[0]
+    assert not (dataset / "generations.jsonl").exists()
+
+
+def test_no_gpu_refuses_a_real_model_unless_asked(env, dataset):
+    proc = batch(env, "generate", "--out", dataset, "--quiet")
+    assert proc.returncode == 1
+    assert "no CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr
+
+
+def test_run_renders_and_says_what_it_skipped(env, tmp_path):
+    out = tmp_path / "run"
+    proc = batch(
+        env, "run", "--cad", SAMPLE, "--class-name", "airliner", "--views", "2", "--resolution", "64",
+        "--out", out, "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "generation skipped" in proc.stderr and "no CUDA GPU" in proc.stderr
+    assert f"generate --out {out}" in proc.stderr
+    assert len((out / "annotations.jsonl").read_text().splitlines()) == 2
+    assert not (out / "generations.jsonl").exists()
+    # Without weights (offline), on the CPU: skipped too, naming the model.
+    cpu = batch(
+        env, "run", "--cad", SAMPLE, "--views", "2", "--resolution", "64", "--out", out, "--device", "cpu"
+    )
+    assert cpu.returncode == 0 and "generation skipped" in cpu.stderr
+    assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in cpu.stderr
+
+
+def test_run_with_tiny_renders_and_generates(env, tmp_path):
+    out = tmp_path / "run"
+    proc = batch(
+        env, "run", "--cad", SAMPLE, "--class-name", "airliner", "--views", "2", "--resolution", "64",
+        "--out", out, *TINY,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(load_generations(out)) == 2
+
+
+def test_captions_choose_prompts_by_seed(env, dataset, tmp_path):
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a red {class} on a runway\na {class} in the clouds\n# a comment\n")
+    proc = batch(env, "generate", "--out", dataset, *TINY, "--images-per-view", "3", "--captions", captions)
+    assert proc.returncode == 0, proc.stderr
+    prompts = {r["prompt"] for r in load_generations(dataset)}
+    assert prompts <= {"a red airliner on a runway", "a airliner in the clouds"} and len(prompts) == 2
+
+
+def test_a_python_without_torch(env, dataset, tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    proc = batch(env, "generate", "--out", dataset, *TINY, "--python", bare / "bin" / "python")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dst3d: error:")]
+    assert len(errors) == 1 and str(bare / "bin" / "python") in errors[0] and "torch" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--steps", "0"), "--steps"),
+        (("--scheduler", "pndm"), "--scheduler"),
+        (("--width", "60"), "--width"),
+        (("--device", "gpu"), "--device"),
+        (("--captions", "/nonexistent/captions.csv"), "--captions"),
+        (("--pipeline", "./nope.safetensors"), "--pipeline"),
+        (("--pipeline", "some/model"), "--controlnet"),
+        (("--batch-size", "0"), "--batch-size"),
+        (("--preset", "slow"), "--preset"),
+        (("--guidance", "nan"), "--guidance"),
+        (("--eta", "2"), "--eta"),
+    ],
+)
+def test_bad_options_get_one_line(env, dataset, args, needle):
+    proc = batch(env, "generate", "--out", dataset, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not (dataset / "generations.jsonl").exists()
+
+
+def test_generate_needs_a_rendered_dataset(env, tmp_path):
+    proc = batch(env, "generate", "--out", tmp_path / "empty", *TINY)
+    assert proc.returncode == 2
+    assert "annotations.jsonl" in proc.stderr and "render stage first" in proc.stderr
+
+
+def test_changed_settings_are_refused(env, dataset):
+    first = batch(env, "generate", "--out", dataset, *TINY)
+    assert first.returncode == 0, first.stderr
+    other = batch(env, "generate", "--out", dataset, *TINY, "--guidance", "3")
+    assert (
+        other.returncode == 2 and "--allow-mixed" in other.stderr and "guidance: 9.0 -> 3.0" in other.stderr
+    )
