@@ -217,7 +217,7 @@ class GenerateRun:
                 f"worker ready: torch {self.client.hello.get('torch')} on "
                 f"{', '.join(self.client.hello.get('devices') or []) or 'CPU'} ({self.client.python})"
             )
-            self._job = self.client.load(self.request)
+            self._job = self.client.load(self.request, fallback=self._fallback())
             self._job.listeners.append(self._on_message)
             self.state = "loading"
             return
@@ -292,12 +292,15 @@ class GenerateRun:
             self.request,
             job_settings,
             items,
-            fallback=self.settings.fallback if self.settings.lora else None,
+            fallback=self._fallback(),
             preview_every=self.options.preview_every,
             preview_dir=preview_dir,
             batching=self.options.batching,
         )
         self._job.listeners.append(self._on_message)
+
+    def _fallback(self) -> dict[str, Any] | None:
+        return dict(self.settings.fallback) if self.settings.lora and self.settings.fallback else None
 
     def _next_batch(self) -> None:
         if not self.pending:

@@ -336,9 +336,11 @@ class WorkerClient:
             raise self._fatal
         return self.hello
 
-    def load(self, pipeline: Mapping[str, Any]) -> Job:
+    def load(self, pipeline: Mapping[str, Any], *, fallback: Mapping[str, Any] | None = None) -> Job:
         """Load (or keep) a pipeline without generating: warms the worker up."""
-        return self._submit("load", {"pipeline": dict(pipeline)})
+        return self._submit(
+            "load", {"pipeline": dict(pipeline), "fallback": dict(fallback) if fallback else None}
+        )
 
     def generate(
         self,

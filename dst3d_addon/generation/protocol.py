@@ -13,7 +13,8 @@ Client -> worker (stdin):
      "items": [{"control": PATH, "prompt", "negative_prompt", "seed", "output": PATH}, ...],
      "preview_every": K, "preview_dir": DIR | null,
      "batching": "exact" | "fused"}             exact: each image computed with a batch of one's shapes
-    {"type": "load", "id": N, "pipeline": {...}}  load without generating (warm up)
+    {"type": "load", "id": N, "pipeline": {...}, "fallback": {...} | null}
+                                                 load without generating (warm up)
     {"type": "cancel", "id": N}                  stop job N within one denoising step
     {"type": "exit"}                             end the worker (frees GPU memory)
 
@@ -23,7 +24,8 @@ Worker -> client (stdout):
     {"type": "status", "id": N, "message": "..."}               loading, fallbacks, warnings
     {"type": "progress", "id": N, "step": i, "steps": n}
     {"type": "preview", "id": N, "step": i, "file": PATH}       a small RGB PNG, overwritten
-    {"type": "loaded", "id": N, "model": {...description}}
+    {"type": "loaded", "id": N, "model": {...description}, "overrides": {...}}
+                                                 overrides: the settings the fallback replaced
     {"type": "result", "id": N, "files": [PATH, ...], "model": {...}, "settings": {...used},
      "seconds": t}
     {"type": "error", "id": N | null, "kind": KIND, "message": "one line"}

@@ -72,6 +72,10 @@ class _Inbox:
             self._cancelled.discard(job_id)
 
 
+def _without_scheduler(request: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (request or {}).items() if k != "scheduler"}
+
+
 class Worker:
     """Serves jobs; holds the loaded pipeline between them."""
 
@@ -80,13 +84,18 @@ class Worker:
         self.inbox = inbox
         self.loaded: Any = None  # pipelines.LoadedPipeline
         self.loaded_request: dict[str, Any] | None = None
+        # request (JSON) -> (the request used instead, settings overrides): LoRAs found missing
+        self.fallbacks: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     # -------------------------------------------------------------------------------- pipeline
     def ensure_pipeline(self, job_id: Any, request: dict[str, Any]) -> Any:
         """The pipeline for `request`, loading it if it is not the one held."""
-        from .pipelines import PipelineRequest, load_pipeline
+        from .pipelines import PipelineRequest, load_pipeline, set_scheduler
 
-        if self.loaded is not None and self.loaded_request == request:
+        if self.loaded is not None and _without_scheduler(self.loaded_request) == _without_scheduler(request):
+            if request.get("scheduler") and request["scheduler"] != self.loaded.description.get("scheduler"):
+                set_scheduler(self.loaded, request["scheduler"])  # a scheduler swap needs no reload
+                self.loaded_request = dict(request)
             return self.loaded
         try:
             parsed = PipelineRequest.from_dict(request)
@@ -116,9 +125,40 @@ class Worker:
             torch.cuda.empty_cache()
 
     # -------------------------------------------------------------------------------- jobs
+    def resolve(
+        self, job_id: Any, request: dict[str, Any], fallback: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The pipeline for `request` and the settings to override: a request whose LoRA weights
+        are missing runs (with a status message, once) on its fallback settings without the LoRA."""
+        key = json.dumps(request, sort_keys=True)
+        if key in self.fallbacks:
+            fallback_request, overrides = self.fallbacks[key]
+            return self.ensure_pipeline(job_id, fallback_request), overrides
+        try:
+            return self.ensure_pipeline(job_id, request), {}
+        except MissingWeights as exc:
+            if not fallback or not request.get("lora"):
+                raise
+            self.channel.send(
+                {"type": "status", "id": job_id, "message": f"{exc}; using the fallback settings {fallback}"}
+            )
+            fallback_request = {
+                **request,
+                "lora": None,
+                "scheduler": fallback.get("scheduler", request.get("scheduler")),
+            }
+            overrides = {k: v for k, v in fallback.items() if k != "scheduler"}
+            loaded = self.ensure_pipeline(job_id, fallback_request)
+            self.fallbacks[key] = (fallback_request, overrides)
+            return loaded, overrides
+
     def handle_load(self, message: dict[str, Any]) -> None:
-        loaded = self.ensure_pipeline(message.get("id"), message.get("pipeline") or {})
-        self.channel.send({"type": "loaded", "id": message.get("id"), "model": loaded.description})
+        loaded, overrides = self.resolve(
+            message.get("id"), message.get("pipeline") or {}, message.get("fallback")
+        )
+        self.channel.send(
+            {"type": "loaded", "id": message.get("id"), "model": loaded.description, "overrides": overrides}
+        )
 
     def handle_generate(self, message: dict[str, Any]) -> None:
         from .pipelines import set_scheduler
@@ -127,24 +167,9 @@ class Worker:
         job_id = message.get("id")
         request = dict(message.get("pipeline") or {})
         settings = dict(message.get("settings") or {})
-        fallback = message.get("fallback")
-        try:
-            loaded = self.ensure_pipeline(job_id, request)
-        except MissingWeights as exc:
-            if not fallback or not request.get("lora"):
-                raise
-            # The few-step LoRA is missing: keep going with the fallback settings, and say so.
-            self.channel.send(
-                {"type": "status", "id": job_id, "message": f"{exc}; using the fallback settings {fallback}"}
-            )
-            request = {
-                **request,
-                "lora": None,
-                "scheduler": fallback.get("scheduler", request.get("scheduler")),
-            }
-            settings.update({k: v for k, v in fallback.items() if k != "scheduler"})
-            loaded = self.ensure_pipeline(job_id, request)
-        scheduler = request.get("scheduler")
+        loaded, overrides = self.resolve(job_id, request, message.get("fallback"))
+        settings.update(overrides)
+        scheduler = self.loaded_request.get("scheduler") if self.loaded_request else None
         if scheduler and loaded.description.get("scheduler") != scheduler:
             set_scheduler(loaded, scheduler)
         items = [ImageItem.from_dict(item) for item in message.get("items") or []]

@@ -289,3 +289,16 @@ def test_changed_settings_are_refused(env, dataset):
     assert (
         other.returncode == 2 and "--allow-mixed" in other.stderr and "guidance: 9.0 -> 3.0" in other.stderr
     )
+
+
+def test_fast_preset_without_its_lora_uses_the_fallback(env, dataset):
+    proc = batch(env, "generate", "--out", dataset, "--pipeline", "tiny", "--device", "cpu", "--preset", "fast")
+    assert proc.returncode == 0, proc.stderr
+    assert "lcm-lora-sdv1-5" in proc.stderr and "fallback" in proc.stderr
+    records = load_generations(dataset)
+    assert len(records) == 3
+    for record in records:
+        assert record["model"]["scheduler"] == "unipc"
+        assert (record["steps"], record["guidance"]) == (10, 7.5)
+    info = json.loads((dataset / "dataset.json").read_text())
+    assert info["stages"]["generate"]["lora"] == "latent-consistency/lcm-lora-sdv1-5"
