@@ -581,7 +581,7 @@ def _check_hub_weights(base: _Source, request: PipelineRequest, say: Progress) -
         raise missing[0][1]
     if missing:
         names = " and ".join(name for name, _ in missing)
-        reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
+        reason = "HF_HUB_OFFLINE is set" if hub_offline() else "no answer from the hub"
         raise _missing_weights(names, request, reason, [name for name, _ in missing])
 
 
