@@ -170,11 +170,13 @@ def _missing_weights(
     name: str, request: PipelineRequest, reason: str, ids: list[str] | None = None
 ) -> MissingWeights:
     downloads = "; ".join(f"hf download {i}" for i in (ids or [name]))
-    return MissingWeights(
+    error = MissingWeights(
         f"{name}: weights not in the Hugging Face cache ({hf_cache_dir(request)}) and HF_HUB_OFFLINE=1 / "
         f"the hub cannot be reached ({reason}); download them on a machine with network "
         f"(e.g. `{downloads}`) and copy the cache, or pass a local folder / .safetensors file"
     )
+    error.reason = reason  # type: ignore[attr-defined]
+    return error
 
 
 def _one_line(error: BaseException) -> str:
@@ -581,7 +583,7 @@ def _check_hub_weights(base: _Source, request: PipelineRequest, say: Progress) -
         raise missing[0][1]
     if missing:
         names = " and ".join(name for name, _ in missing)
-        reason = "HF_HUB_OFFLINE is set" if hub_offline() else "no answer from the hub"
+        reason = getattr(missing[0][1], "reason", "the hub cannot be reached")
         raise _missing_weights(names, request, reason, [name for name, _ in missing])
 
 

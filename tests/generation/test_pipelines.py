@@ -287,21 +287,26 @@ def test_shipped_model_configs_have_the_published_sizes() -> None:
 # --- errors ---------------------------------------------------------------------------------------------
 
 
-def _one_line_missing_weights(request: PipelineRequest, model: str) -> str:
+def _one_line_missing_weights(request: PipelineRequest, *models: str) -> str:
+    """Loading fails fast with one line that names every missing model and how to get each."""
     start = time.monotonic()
     with pytest.raises(MissingWeights) as error:
         load_pipeline(request)
     elapsed = time.monotonic() - start
     message = str(error.value)
     assert elapsed < 3.0, f"took {elapsed:.1f} s"
-    assert "\n" not in message and message.startswith(f"{model}: weights not in the Hugging Face cache")
-    assert f"hf download {model}" in message
+    names = " and ".join(models)
+    assert "\n" not in message and message.startswith(f"{names}: weights not in the Hugging Face cache")
+    for model in models:
+        assert f"hf download {model}" in message
     return message
 
 
 def test_missing_hub_model_offline_is_one_clear_line(hub_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    message = _one_line_missing_weights(PipelineRequest(), "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    message = _one_line_missing_weights(
+        PipelineRequest(), "stable-diffusion-v1-5/stable-diffusion-v1-5", "lllyasviel/control_v11p_sd15_canny"
+    )
     assert str(hub_env / "hub") in message and "HF_HUB_OFFLINE" in message
     _one_line_missing_weights(
         PipelineRequest(base="tiny", controlnet="lllyasviel/control_v11p_sd15_canny"),
@@ -311,7 +316,9 @@ def test_missing_hub_model_offline_is_one_clear_line(hub_env: Path, monkeypatch:
 
 def test_missing_hub_model_with_no_network_fails_fast() -> None:
     message = _one_line_missing_weights(
-        PipelineRequest(base="sdxl-canny"), "stabilityai/stable-diffusion-xl-base-1.0"
+        PipelineRequest(base="sdxl-canny"),
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "diffusers/controlnet-canny-sdxl-1.0",
     )
     assert "Connection" in message or "URLError" in message or "timed out" in message
 
