@@ -192,6 +192,9 @@ def _per_image(call: Callable[..., Any], images: int) -> Callable[..., Any]:
     return wrapped
 
 
+_MISSING = object()
+
+
 class _PerImage:
     """Within the block, the pipeline's networks compute each image of a batch on its own."""
 
@@ -207,14 +210,20 @@ class _PerImage:
         self.images = images
 
     def __enter__(self) -> _PerImage:
-        for module, attr in self.targets:
-            setattr(module, attr, _per_image(getattr(module, attr), self.images))
+        # What each module had as an instance attribute (a torch.compile'd module keeps its
+        # compiled forward there): put back on exit, not deleted.
+        self.saved = [(module, attr, vars(module).get(attr, _MISSING)) for module, attr in self.targets]
+        if self.images > 1:
+            for module, attr in self.targets:
+                setattr(module, attr, _per_image(getattr(module, attr), self.images))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for module, attr in self.targets:
-            if attr in vars(module):
-                delattr(module, attr)  # back to the class's method
+        for module, attr, before in self.saved:
+            if before is _MISSING:
+                vars(module).pop(attr, None)  # back to the class's method
+            else:
+                setattr(module, attr, before)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -261,6 +270,9 @@ def generate_images(
             f"out of memory generating a batch of {len(items)} (fault injected by {FAULT_OOM_ABOVE})"
         )
     controls = [load_control(item.control, settings.width, settings.height) for item in items]
+    vae = getattr(loaded.pipe, "vae", None)
+    if vae is not None and hasattr(vae, "enable_slicing"):
+        vae.enable_slicing()  # decode one image at a time: a fused batch of 8 need not hold 8 decodes
     generators = [torch.Generator(device="cpu").manual_seed(item.seed) for item in items]
     steps = settings.steps
 
