@@ -1,0 +1,335 @@
+"""3D-DST's pose estimator for KCF: a ResNet with three 41-way heads (azimuth, elevation, theta).
+
+Imports torch and transformers: only the KCF worker process (and the benchmark) imports this.
+The ResNet is transformers' (`ResNetModel`), so the same code runs with the CPU or CUDA torch
+wheels; ImageNet weights come from the Hugging Face hub (microsoft/resnet-*) or a local folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.functional import log_softmax
+from transformers import ResNetConfig, ResNetModel
+
+from ..core.errors import Dst3dError
+from .bins import soft_targets
+from .images import MEAN, STD, load_image
+from .settings import BACKBONES, KcfError, KcfSettings
+
+#: Decoded images are kept in memory up to this many bytes; beyond it they are decoded per batch.
+CACHE_BYTES = 4 << 30
+
+
+class PretrainedError(Dst3dError):
+    """--pretrained names a local file or folder that cannot be loaded as the backbone."""
+
+
+class PoseNet(nn.Module):
+    """ResNet features, global average pooling, one linear layer giving (B, 3, num_bins) logits."""
+
+    def __init__(self, backbone: ResNetModel, num_bins: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.num_bins = num_bins
+        self.head = nn.Linear(backbone.config.hidden_sizes[-1], 3 * num_bins)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(pixel_values=pixels).pooler_output.flatten(1)
+        return self.head(features).view(-1, 3, self.num_bins)
+
+
+def _looks_like_path(text: str) -> bool:
+    """A local path (not a hub id such as microsoft/resnet-50, which has at most one slash)."""
+    return (
+        text.startswith(("/", "./", "../", "~", "."))
+        or "\\" in text
+        or text.count("/") > 1
+        or Path(text).expanduser().exists()
+    )
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within `timeout` (False when offline)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _check_shape(model: ResNetModel, name: str, source: str) -> None:
+    want = BACKBONES[name]
+    cfg = model.config
+    got = (cfg.layer_type, tuple(cfg.depths), tuple(cfg.hidden_sizes))
+    if got != (want.layer_type, want.depths, want.hidden_sizes):
+        raise PretrainedError(
+            f"--pretrained {source}: its ResNet ({cfg.layer_type}, depths {list(cfg.depths)}) is not "
+            f"--backbone {name}; pick the matching --backbone"
+        )
+
+
+def build_backbone(name: str, pretrained: str | None) -> tuple[ResNetModel, str, str | None]:
+    """(backbone, how it was initialised, a warning or None).
+
+    A local --pretrained path that cannot be loaded raises PretrainedError; a hub id that cannot
+    be fetched (offline, unknown) falls back to random initialisation with a one-line warning,
+    after at most a few seconds (the hub is probed before transformers' own retries start).
+    """
+    spec = BACKBONES[name]
+    if pretrained:
+        if _looks_like_path(pretrained):
+            path = Path(pretrained).expanduser()
+            if not path.exists():
+                raise PretrainedError(f"--pretrained {pretrained}: no such file or folder")
+            try:
+                model = ResNetModel.from_pretrained(str(path))
+            except Exception as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise PretrainedError(
+                    f"--pretrained {pretrained}: cannot load a ResNet from it ({first})"
+                ) from None
+            _check_shape(model, name, pretrained)
+            return model, f"pretrained:{pretrained}", None
+        model = None
+        try:
+            model = ResNetModel.from_pretrained(pretrained, local_files_only=True)
+        except Exception:
+            if hub_reachable():
+                try:
+                    model = ResNetModel.from_pretrained(pretrained)
+                except Exception:
+                    model = None
+        if model is not None:
+            _check_shape(model, name, pretrained)
+            return model, f"pretrained:{pretrained}", None
+        warning = (
+            f"--pretrained {pretrained}: not in the local cache and the hub cannot be reached; "
+            "training from random initialisation (pass a local folder, or --pretrained none to silence this)"
+        )
+    else:
+        warning = None
+    return ResNetModel(ResNetConfig(**spec.config_kwargs())), "random", warning
+
+
+class ImageBank:
+    """The run's images, decoded once (in threads) and cached while they fit in CACHE_BYTES."""
+
+    def __init__(self, root: Path, files: list[str], size: int, threads: int = 4) -> None:
+        self.root = root
+        self.files = files
+        self.size = size
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
+        self.cache: np.ndarray | None = None
+        if len(files) * size * size * 3 <= CACHE_BYTES:
+            self.cache = self._decode(range(len(files)))
+
+    def _decode(self, indices) -> np.ndarray:
+        idx = list(indices)
+        out = np.empty((len(idx), self.size, self.size, 3), dtype=np.uint8)
+
+        def one(j: int) -> None:
+            out[j] = load_image(self.root / self.files[idx[j]], self.size)
+
+        list(self.pool.map(one, range(len(idx))))
+        return out
+
+    def get(self, indices: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 RGB images."""
+        if self.cache is not None:
+            return self.cache[indices]
+        return self._decode(indices)
+
+
+@dataclass
+class FoldRun:
+    """What training and scoring one fold gives."""
+
+    scores: np.ndarray
+    pred_bins: np.ndarray
+    train_loss: list[float] = field(default_factory=list)
+    timing: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """Trains and scores the pose estimator on one device, with mixed precision on CUDA."""
+
+    def __init__(self, settings: KcfSettings, device: torch.device, amp: bool = True) -> None:
+        self.settings = settings
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.amp_dtype = None
+        if amp and self.cuda:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        soft = soft_targets(settings.num_bins, settings.label_sigma)
+        self.soft = torch.from_numpy(soft).float().to(device)
+        # Cross entropy minus the targets' own entropy (the same for every bin): the KL divergence,
+        # 0 for a perfect prediction whatever the label spread.
+        self.target_entropy = float(-(soft[0][soft[0] > 0] * np.log(soft[0][soft[0] > 0])).sum())
+        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255.0
+
+    def build(self, pretrained_model: ResNetModel) -> PoseNet:
+        """The network on this device (channels-last on CUDA, which its convolutions prefer)."""
+        net = PoseNet(pretrained_model, self.settings.num_bins).to(self.device)
+        if self.cuda:
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    def pixels(self, batch: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """uint8 (B, S, S, 3) to normalised float (B, 3, S, S) on the device.
+
+        With `rng` (training), each image is shifted by up to 1/8 of its size (black fill) and its
+        brightness scaled by 0.8-1.2: a network that cannot memorise pixels learns what most labels
+        say, which is what the held-out loss must measure.
+        """
+        t = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if rng is not None:
+            size = t.shape[-1]
+            pad = max(1, size // 8)
+            padded = torch.nn.functional.pad(t, (pad, pad, pad, pad))
+            shifts = rng.integers(0, 2 * pad + 1, size=(len(t), 2))
+            gains = torch.from_numpy(rng.uniform(0.8, 1.2, size=len(t))).to(t).view(-1, 1, 1, 1)
+            t = torch.stack([padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(shifts)])
+            t = (t * gains).clamp_(0.0, 255.0)
+        t = (t - self.mean) / self.std
+        return t.contiguous(memory_format=torch.channels_last) if self.cuda else t
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def optimizer(self, net: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        s = self.settings
+        if s.optimizer == "sgd":
+            opt = torch.optim.SGD(net.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        else:
+            opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        # One step down by 10x after two thirds of the epochs (3D-DST: StepLR, gamma 0.1).
+        milestones = [max(1, (2 * s.epochs) // 3)] if s.epochs >= 3 else []
+        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+
+    def train_step(
+        self, net: nn.Module, opt: torch.optim.Optimizer, scaler, pixels: torch.Tensor, targets: torch.Tensor
+    ) -> float:
+        """One SGD step on a batch; returns the batch's loss (mean cross entropy over the three heads)."""
+        with self._autocast():
+            logits = net(pixels)
+        loss = self.head_losses(logits, targets).mean()
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def score(
+        self, net: nn.Module, pixels: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(per-image loss: the sum of the three heads' cross entropies, predicted bins), in eval mode."""
+        with self._autocast():
+            logits = net(pixels)
+        logits = logits.float()
+        ce = self.head_losses(logits, targets)
+        return ce.sum(dim=1).cpu().numpy(), logits.argmax(dim=2).cpu().numpy()
+
+    def head_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(B, 3) losses of the three heads: KL divergence from their (soft) target bins to the prediction."""
+        logp = log_softmax(logits.float(), dim=2)
+        return -(self.soft[targets] * logp).sum(dim=2) - self.target_entropy
+
+    def run_fold(
+        self,
+        net: PoseNet,
+        bank: ImageBank,
+        targets: np.ndarray,
+        train_idx: np.ndarray,
+        test_idx: np.ndarray,
+        seed: int,
+        on_batch: Callable[[int], None] = lambda n: None,
+        on_epoch: Callable[[int, float, float], None] = lambda e, loss, rate: None,
+    ) -> FoldRun:
+        """Train a fresh `net` on train_idx, then score test_idx with it in eval mode."""
+        s = self.settings
+        opt, sched = self.optimizer(net)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        order_gen = np.random.Generator(np.random.PCG64(seed))
+        all_targets = torch.from_numpy(targets.astype(np.int64))
+        losses: list[float] = []
+        train_seconds = 0.0
+        trained = 0
+        for epoch in range(s.epochs):
+            net.train()
+            order = order_gen.permutation(train_idx)
+            batches = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
+            if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two images
+                batches[-2] = np.concatenate([batches[-2], batches.pop()])
+            start = time.perf_counter()
+            total, count = 0.0, 0
+            for b in batches:
+                pixels = self.pixels(bank.get(b), order_gen if s.augment else None)
+                loss = self.train_step(net, opt, scaler, pixels, all_targets[b].to(self.device))
+                total += loss * len(b)
+                count += len(b)
+                on_batch(len(b))
+            if self.cuda:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            train_seconds += seconds
+            trained += count
+            sched.step()
+            losses.append(total / max(1, count))
+            on_epoch(epoch, losses[-1], count / seconds if seconds > 0 else 0.0)
+        net.eval()
+        start = time.perf_counter()
+        scores, bins = [], []
+        for i in range(0, len(test_idx), s.batch_size):
+            b = test_idx[i : i + s.batch_size]
+            sc, pb = self.score(net, self.pixels(bank.get(b)), all_targets[b].to(self.device))
+            scores.append(sc)
+            bins.append(pb)
+            on_batch(len(b))
+        score_seconds = time.perf_counter() - start
+        return FoldRun(
+            scores=np.concatenate(scores) if scores else np.zeros(0),
+            pred_bins=np.concatenate(bins) if bins else np.zeros((0, 3), dtype=np.int64),
+            train_loss=losses,
+            timing={
+                "train_seconds": train_seconds,
+                "train_images_per_s": trained / train_seconds if train_seconds > 0 else 0.0,
+                "score_seconds": score_seconds,
+                "score_images_per_s": len(test_idx) / score_seconds if score_seconds > 0 else 0.0,
+            },
+        )
+
+
+def resolve_device(text: str) -> torch.device:
+    """--device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(text)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise KcfError(
+                f"--device {text}: CUDA is not available to this torch ({torch.__version__}); "
+                "use --device cpu or a Python with a CUDA build of torch (--python)"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise KcfError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise KcfError(f"--device {text}: MPS is not available")
+    return device

@@ -1,0 +1,176 @@
+"""The KCF worker process: `python -m dst3d_addon.kcf.worker JOB.json` (torch + transformers).
+
+The batch script (which must not import torch) writes the job file and starts this in the worker
+Python. It trains and scores the pending folds one after another, writing each finished fold's
+results atomically to <out>/kcf/fold_<i>.json, and reports on its stdout, one JSON object a line
+(anything else printed goes to stderr, the log):
+
+    {"type": "missing", "module": "torch", "error": "..."}    torch or transformers is not installed
+    {"type": "warning", "message": "one line"}
+    {"type": "started", "device": "cuda:0", "amp": "bfloat16", "images": N}
+    {"type": "fold_start", "fold": i, "train": n, "test": m, "initialisation": "random"}
+    {"type": "batch", "n": B}                                 B more images trained or scored
+    {"type": "epoch", "fold": i, "epoch": e, "epochs": E, "loss": x, "images_per_s": r}
+    {"type": "fold_done", "fold": i, "accuracy_pi_6": a, "seconds": s}
+    {"type": "fatal", "error": "one line"}
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import Dst3dError
+from ..core.worker_protocol import encode
+
+#: What the worker Python needs; checked first so that a missing one gives one clear line.
+REQUIRED = ("numpy", "cv2", "torch", "transformers")
+
+
+class Channel:
+    """The message pipe: the process's original stdout; fd 1 itself is pointed at stderr."""
+
+    def __init__(self) -> None:
+        self.stream = os.fdopen(os.dup(1), "wb", buffering=0)
+        os.dup2(2, 1)
+
+    def emit(self, **message: Any) -> None:
+        self.stream.write(encode(message))
+
+
+def run(job: dict, channel: Channel) -> int:
+    """Train and score every pending fold of `job`; returns the exit code."""
+    import numpy as np
+    import torch
+    import transformers
+
+    from ..core.dataset import write_bytes_atomic
+    from ..core.seeds import derive_seed
+    from .bins import angles_to_bins, bins_to_angles, pose_errors
+    from .estimator import ImageBank, Trainer, build_backbone, resolve_device
+    from .metrics import THRESHOLDS, accuracy_at
+    from .results import FORMAT, fold_path, write_fold
+    from .settings import KcfSettings
+
+    transformers.logging.set_verbosity_error()
+    settings = KcfSettings(**{**job["settings"], "classes": tuple(job["settings"].get("classes", ()))})
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    device = resolve_device(job.get("device", "auto"))
+    trainer = Trainer(settings, device, amp=bool(job.get("amp", True)))
+    out = Path(job["out"])
+    files = list(job["files"])
+    poses = np.asarray(job["poses"], dtype=np.float64).reshape(-1, 3)
+    folds = np.asarray(job["folds"], dtype=np.int64)
+    targets = angles_to_bins(poses, settings.num_bins)
+
+    base, initialisation, warning = build_backbone(settings.backbone, settings.pretrained)
+    if warning:
+        channel.emit(type="warning", message=warning)
+    threads = max(1, min(8, os.cpu_count() or 1))
+    bank = ImageBank(out, files, settings.image_size, threads=threads)
+    channel.emit(
+        type="started",
+        device=str(device),
+        amp=str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
+        images=len(files),
+    )
+    for fold in job["pending"]:
+        start = time.perf_counter()
+        train_idx = np.flatnonzero(folds != fold)
+        test_idx = np.flatnonzero(folds == fold)
+        channel.emit(
+            type="fold_start",
+            fold=fold,
+            train=len(train_idx),
+            test=len(test_idx),
+            initialisation=initialisation,
+        )
+        torch.manual_seed(derive_seed("kcf-init", settings.seed, fold))
+        backbone = copy.deepcopy(base) if initialisation != "random" else type(base)(base.config)
+        net = trainer.build(backbone)
+
+        def on_epoch(epoch: int, loss: float, rate: float, fold: int = fold) -> None:
+            channel.emit(
+                type="epoch", fold=fold, epoch=epoch + 1, epochs=settings.epochs, loss=loss, images_per_s=rate
+            )
+
+        result = trainer.run_fold(
+            net,
+            bank,
+            targets,
+            train_idx,
+            test_idx,
+            seed=derive_seed("kcf-order", settings.seed, fold),
+            on_batch=lambda n: channel.emit(type="batch", n=n),
+            on_epoch=on_epoch,
+        )
+        pred = bins_to_angles(result.pred_bins, settings.num_bins)
+        errors = pose_errors(pred, poses[test_idx])
+        if job.get("save_weights"):
+            from safetensors.torch import save
+
+            state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+            write_bytes_atomic(fold_path(out, fold).with_suffix(".safetensors"), save(state))
+        seconds = time.perf_counter() - start
+        write_fold(
+            out,
+            {
+                "format": FORMAT,
+                "fingerprint": job["fingerprint"],
+                "fold": int(fold),
+                "folds": settings.folds,
+                "train_images": len(train_idx),
+                "initialisation": initialisation,
+                "train_loss": [float(x) for x in result.train_loss],
+                "timing": {**result.timing, "seconds": seconds, "device": str(device)},
+                "images": [
+                    {"file": files[i], "score": float(sc), "pred": [float(x) for x in p]}
+                    for i, sc, p in zip(test_idx, result.scores, pred, strict=True)
+                ],
+            },
+        )
+        channel.emit(
+            type="fold_done",
+            fold=int(fold),
+            seconds=seconds,
+            **{f"accuracy_{k}": accuracy_at(errors, t) for k, t in THRESHOLDS.items()},
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one argument, the job file."""
+    argv = sys.argv[1:] if argv is None else argv
+    channel = Channel()
+    for module in REQUIRED:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            channel.emit(type="missing", module=module, error=str(err))
+            return 3
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+        return run(job, channel)
+    except KeyboardInterrupt:
+        return 130
+    except Dst3dError as err:
+        channel.emit(type="fatal", error=str(err))
+        return 1
+    except Exception as err:
+        traceback.print_exc()
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        channel.emit(type="fatal", error=f"{type(err).__name__}: {first}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The worker-side estimator (torch): initialisation, pretrained fallbacks, eval-mode scoring."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from transformers import ResNetConfig, ResNetModel
+
+from dst3d_addon.kcf.estimator import PretrainedError, Trainer, build_backbone
+from dst3d_addon.kcf.settings import BACKBONES, KcfSettings
+
+torch.set_num_threads(1)
+
+
+def test_a_hub_id_offline_falls_back_to_random_quickly_with_one_warning(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    start = time.monotonic()
+    model, init, warning = build_backbone("resnet-18", "no-such-org/resnet-18-nowhere")
+    assert time.monotonic() - start < 20
+    assert init == "random" and isinstance(model, ResNetModel)
+    assert warning is not None and "\n" not in warning and "--pretrained no-such-org" in warning
+    assert model.config.depths == [2, 2, 2, 2] and model.config.layer_type == "basic"
+
+
+def test_a_bad_local_path_is_an_error(tmp_path):
+    with pytest.raises(PretrainedError, match="no such file"):
+        build_backbone("resnet-tiny", str(tmp_path / "missing"))
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(PretrainedError, match="cannot load"):
+        build_backbone("resnet-tiny", str(tmp_path / "junk"))
+
+
+def test_a_local_folder_loads_and_must_match_the_backbone(tmp_path):
+    torch.manual_seed(0)
+    saved = ResNetModel(ResNetConfig(**BACKBONES["resnet-tiny"].config_kwargs()))
+    saved.save_pretrained(tmp_path / "tiny")
+    model, init, warning = build_backbone("resnet-tiny", str(tmp_path / "tiny"))
+    assert init.startswith("pretrained:") and warning is None
+    assert torch.equal(model.embedder.embedder.convolution.weight, saved.embedder.embedder.convolution.weight)
+    with pytest.raises(PretrainedError, match="--backbone resnet-18"):
+        build_backbone("resnet-18", str(tmp_path / "tiny"))
+
+
+def test_scores_are_eval_mode_losses_independent_of_the_batch():
+    settings = KcfSettings(backbone="resnet-tiny", pretrained=None, image_size=32, batch_size=4)
+    trainer = Trainer(settings, torch.device("cpu"))
+    torch.manual_seed(1)
+    net = trainer.build(ResNetModel(ResNetConfig(**BACKBONES["resnet-tiny"].config_kwargs())))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    targets = torch.from_numpy(rng.integers(0, 41, (6, 3)))
+    opt, _ = trainer.optimizer(net)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    net.train()
+    trainer.train_step(net, opt, scaler, trainer.pixels(images, rng), targets)
+    net.eval()
+    together, bins = trainer.score(net, trainer.pixels(images), targets)
+    alone, _ = trainer.score(net, trainer.pixels(images[:1]), targets[:1])
+    # In train mode (3D-DST's scoring) batch norm would mix the batch into each image's score.
+    assert alone[0] == pytest.approx(together[0], rel=1e-4)
+    assert together.shape == (6,) and bins.shape == (6, 3) and np.all(together >= -1e-5)
