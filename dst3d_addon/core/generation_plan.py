@@ -25,6 +25,7 @@ from .dataset import (
 )
 from .generation_settings import MAX_SEED, GenerationSettings, SettingsError
 from .jobs import Shard
+from .keep import filter_records, load_keep
 from .prompts import PromptSource
 from .seeds import derive_seed
 
@@ -248,11 +249,12 @@ def validate_generation(record: Any) -> None:
         _string(record, "lora")
 
 
-def load_generations(out: str | os.PathLike) -> list[dict]:
+def load_generations(out: str | os.PathLike, *, respect_keep: bool = True) -> list[dict]:
     """The validated generation records of a dataset folder, for researchers.
 
     If an image was recorded twice (redone with --allow-mixed), its last record wins, at the
-    place of its first. File paths stay relative to `out`.
+    place of its first. File paths stay relative to `out`. If the `filter` stage wrote a keep
+    set, only the images it keeps are returned, unless `respect_keep` is False.
     """
     path = Path(out) / GENERATIONS
     if not path.is_file():
@@ -264,7 +266,9 @@ def load_generations(out: str | os.PathLike) -> list[dict]:
         except DatasetError as err:
             raise DatasetError(f"{path}: {err}") from err
         by_key[generation_key(record["id"], record["k"])] = record
-    return list(by_key.values())
+    records = list(by_key.values())
+    keep = load_keep(out) if respect_keep else None
+    return filter_records(records, keep) if keep is not None else records
 
 
 def _record_key(record: dict) -> str | None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .camera import Intrinsics, Pose, camera_record
 from .dataset import ANNOTATIONS, DatasetError, check_relative_path, parse_annotation_id, read_records
+from .keep import filter_records, load_keep
 
 #: Largest seed a record holds (seeds.py keeps them below 2**53 for JSON readers).
 MAX_SEED = 2**53
@@ -260,12 +261,16 @@ def _to_numpy(record: dict) -> dict:
     return out
 
 
-def load_annotations(out: str | os.PathLike, *, as_numpy: bool = True) -> list[dict]:
+def load_annotations(
+    out: str | os.PathLike, *, as_numpy: bool = True, respect_keep: bool = True
+) -> list[dict]:
     """The validated annotation records of a dataset folder, for researchers.
 
     With `as_numpy`, cad.to_object, camera.K/R/C/principal and bbox are float64 arrays. If an id
     was appended twice (a view redone with --allow-mixed), its last record wins, at the place of
-    its first. File paths stay relative to `out`.
+    its first. File paths stay relative to `out`. If the `filter` stage wrote a keep set, only
+    the views it keeps are returned (for generated images: views with at least one kept image),
+    unless `respect_keep` is False (what the pipeline's own stages use).
     """
     path = Path(out) / ANNOTATIONS
     if not path.is_file():
@@ -277,4 +282,8 @@ def load_annotations(out: str | os.PathLike, *, as_numpy: bool = True) -> list[d
         except DatasetError as err:
             raise DatasetError(f"{path}: {err}") from err
         by_id[record["id"]] = record
-    return [_to_numpy(r) if as_numpy else r for r in by_id.values()]
+    records = list(by_id.values())
+    keep = load_keep(out) if respect_keep else None
+    if keep is not None:
+        records = filter_records(records, keep)
+    return [_to_numpy(r) if as_numpy else r for r in records]

@@ -115,7 +115,7 @@ class GenerateRun:
         self.on_step = on_step
         if not (self.out / ANNOTATIONS).is_file():
             raise DatasetError(f"--out {self.out}: no {ANNOTATIONS} there; run the render stage first")
-        self.annotations = load_annotations(self.out, as_numpy=False)
+        self.annotations = load_annotations(self.out, as_numpy=False, respect_keep=False)
         self.client = client or WorkerClient(
             WorkerConfig(log_path=self.out / "logs" / f"generate-{os.getpid()}.log")
         )

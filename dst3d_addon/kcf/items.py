@@ -57,7 +57,7 @@ def collect_items(out: str | os.PathLike, images: str, classes: tuple[str, ...] 
     root = Path(out)
     if not root.is_dir():
         raise DatasetError(f"--out {root}: no such dataset folder")
-    annotations = {r["id"]: r for r in load_annotations(root, as_numpy=False)}
+    annotations = {r["id"]: r for r in load_annotations(root, as_numpy=False, respect_keep=False)}
     if classes:
         wanted = set(classes)
         annotations = {

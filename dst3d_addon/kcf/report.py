@@ -196,7 +196,7 @@ def write_report(out: str | os.PathLike, output: str | os.PathLike, count: int =
     entries = kcf["images"]
     if not entries:
         raise DatasetError(f"{root / 'kcf.json'}: no scored images")
-    records = {r["id"]: r for r in load_annotations(root, as_numpy=False)}
+    records = {r["id"]: r for r in load_annotations(root, as_numpy=False, respect_keep=False)}
     keep_path = root / KEEP
     if keep_path.is_file():
         kept = {str(r.get("file")) for r in read_records(keep_path)}
