@@ -1,17 +1,33 @@
-"""Class registration for the extension (panels and operators arrive with the UI issue)."""
+"""Class registration for the extension: one `classes` tuple, registered in order, and the
+PropertyGroups attached to Scene and Object."""
 
 import bpy
 
-classes: tuple[type, ...] = ()
+from . import operators_model, operators_runtime, operators_view, panels, preferences, properties
+
+classes: tuple[type, ...] = (
+    preferences.DST3D_AddonPreferences,
+    *properties.classes,
+    *operators_model.classes,
+    *operators_view.classes,
+    *operators_runtime.classes,
+    *panels.classes,
+)
 
 _register, _unregister = bpy.utils.register_classes_factory(classes)
 
 
 def register() -> None:
-    """Register every class of the extension."""
+    """Register every class of the extension and attach the settings."""
     _register()
+    properties.register()
 
 
 def unregister() -> None:
-    """Unregister every class of the extension."""
+    """Detach the settings, cancel a runtime job in progress, unregister every class."""
+    job = operators_runtime.ACTIVE.job
+    if job is not None:
+        job.cancel()
+        operators_runtime.ACTIVE.job = None
+    properties.unregister()
     _unregister()

@@ -1,0 +1,137 @@
+"""Install the built extension into a fresh Blender user folder and use it; prints one JSON report.
+
+    python tests/install/ext_session.py ZIP USER_FOLDER
+
+Run in its own process by test_install.py (an installed extension leaves state behind). Every
+check is recorded in the report; the test asserts on it. Blender runs in background mode, so no
+timers or modal operators run: the runtime job is driven step by step, as the operator's timer would.
+"""
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+ZIP, USER = sys.argv[1], sys.argv[2]
+os.environ["BLENDER_USER_RESOURCES"] = USER
+
+import bpy  # noqa: E402  (after BLENDER_USER_RESOURCES)
+
+addon_utils = importlib.import_module("addon_utils")  # on the path once bpy is imported
+
+report: dict = {"steps": []}
+MODULE = "bl_ext.user_default.dst3d"
+
+
+def step(name: str) -> None:
+    report["steps"].append(name)
+
+
+def operators() -> list[str]:
+    return sorted(name for name in dir(bpy.ops.dst3d))
+
+
+try:
+    t0 = time.monotonic()
+    step("install")
+    report["install"] = sorted(
+        bpy.ops.extensions.package_install_files(filepath=ZIP, repo="user_default", enable_on_install=True)
+    )
+    report["install_s"] = time.monotonic() - t0
+    report["enabled"] = MODULE in bpy.context.preferences.addons
+    report["warnings"] = {k: list(v) for k, v in addon_utils._extensions_warnings_get().items()}
+    report["operators"] = operators()
+    report["panels"] = sorted(n for n in dir(bpy.types) if n.startswith("DST3D_PT_"))
+    report["torch_loaded"] = "torch" in sys.modules
+    ext = sys.modules[MODULE]
+    report["module_file"] = ext.__file__
+    site = os.path.join(USER, "extensions", ".local", "lib", "python3.11", "site-packages")
+    report["cv2_wheel_installed"] = os.path.isdir(os.path.join(site, "cv2"))
+
+    step("import sample")
+    bpy.ops.wm.read_homefile(use_empty=True)  # keeps the preferences (and the extension)
+    report["import_sample"] = sorted(bpy.ops.dst3d.import_sample())
+    obj = bpy.context.active_object
+    report["model"] = {"name": obj.name, "class": obj.dst3d.class_name, "synset": obj.dst3d.synset}
+
+    step("import cad (file browser operator)")
+    sample = os.path.join(os.path.dirname(ext.__file__), "assets", "sample", "airliner.glb")
+    report["import_cad"] = sorted(
+        bpy.ops.dst3d.import_cad(filepath=sample, class_name="plane", forward="-Y", up="Z")
+    )
+    report["models_in_scene"] = sorted(o.name for o in bpy.context.scene.objects if o.type == "MESH")
+
+    step("sample poses")
+    scene = bpy.context.scene
+    scene.dst3d.views = 5
+    scene.dst3d.seed = 7
+    report["sample_poses"] = sorted(bpy.ops.dst3d.sample_poses())
+    camera = scene.camera
+    report["camera"] = camera.name
+    report["frames"] = [scene.frame_start, scene.frame_end]
+    camera_pose = importlib.import_module(MODULE + ".dst3d_addon.blender.camera_pose")
+    poses = []
+    for frame in range(scene.frame_start, scene.frame_end + 1):
+        scene.frame_set(frame)
+        keyed, _seed = camera_pose.keyed_pose(camera, frame)
+        live = [
+            scene.dst3d.pose_azimuth,
+            scene.dst3d.pose_elevation,
+            scene.dst3d.pose_theta,
+            scene.dst3d.pose_distance,
+        ]
+        poses.append({"keyed": [keyed.azimuth, keyed.elevation, keyed.theta, keyed.distance], "live": live})
+    report["poses"] = poses
+
+    step("set and read a pose")
+    scene.frame_set(scene.frame_start)
+    scene.dst3d.pose_elevation = 0.5
+    scene.dst3d.pose_distance = 2.5
+    scene.frame_set(scene.frame_start + 1)
+    scene.frame_set(scene.frame_start)  # the edit was keyed: scrubbing keeps it
+    report["pose_after_edit"] = [scene.dst3d.pose_elevation, scene.dst3d.pose_distance]
+
+    step("render control")
+    report["render_control"] = sorted(bpy.ops.dst3d.render_control())
+    image = bpy.data.images["DST3D Control"]
+    preview = importlib.import_module(MODULE + ".dst3d_addon.blender.control_preview")
+    pixels = preview.image_array(image)
+    report["control"] = {"size": list(image.size), "line_pixels": int((pixels[..., 0] == 255).sum())}
+    report["control_packed"] = image.packed_file is not None
+
+    step("preferences")
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    preferences = importlib.import_module(MODULE + ".dst3d_addon.blender.preferences")
+    report["runtime_problem_managed"] = preferences.runtime_problem(bpy.context)
+    prefs.worker_runtime = "EXISTING"
+    prefs.python_path = sys.executable
+    report["runtime_problem_existing"] = preferences.runtime_problem(bpy.context)
+    report["setup_poll_offline"] = bpy.ops.dst3d.setup_runtime.poll()
+
+    step("check runtime job, driven step by step")
+    runtime_ops = importlib.import_module(MODULE + ".dst3d_addon.blender.operators_runtime")
+    job = runtime_ops.check_job(prefs)
+    polls = 0
+    while not job.poll():
+        polls += 1
+        time.sleep(0.05)
+    report["check"] = {"state": job.state, "polls": polls, "status": runtime_ops.finish(job, prefs)}
+    report["torch_loaded_after_check"] = "torch" in sys.modules
+
+    step("disable and enable")
+    addon_utils.disable(MODULE, default_set=True)
+    report["after_disable"] = {
+        "enabled": MODULE in bpy.context.preferences.addons,
+        "operators": operators(),
+        "scene_has_settings": hasattr(bpy.types.Scene, "dst3d"),
+    }
+    addon_utils.enable(MODULE, default_set=True)
+    report["after_enable"] = {"enabled": MODULE in bpy.context.preferences.addons, "operators": operators()}
+    report["ok"] = True
+except Exception:
+    report["ok"] = False
+    report["error"] = traceback.format_exc()
+
+print("DST3D_REPORT " + json.dumps(report), flush=True)
