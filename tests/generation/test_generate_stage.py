@@ -292,7 +292,9 @@ def test_changed_settings_are_refused(env, dataset):
 
 
 def test_fast_preset_without_its_lora_uses_the_fallback(env, dataset):
-    proc = batch(env, "generate", "--out", dataset, "--pipeline", "tiny", "--device", "cpu", "--preset", "fast")
+    proc = batch(
+        env, "generate", "--out", dataset, "--pipeline", "tiny", "--device", "cpu", "--preset", "fast"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "lcm-lora-sdv1-5" in proc.stderr and "fallback" in proc.stderr
     records = load_generations(dataset)
