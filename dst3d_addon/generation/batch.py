@@ -116,6 +116,7 @@ class GenerateRun:
         if not (self.out / ANNOTATIONS).is_file():
             raise DatasetError(f"--out {self.out}: no {ANNOTATIONS} there; run the render stage first")
         self.annotations = load_annotations(self.out, as_numpy=False, respect_keep=False)
+        self._warn_on_stretch()
         self.client = client or WorkerClient(
             WorkerConfig(log_path=self.out / "logs" / f"generate-{os.getpid()}.log")
         )
@@ -149,6 +150,20 @@ class GenerateRun:
             self.client.start()
 
     # ------------------------------------------------------------------------------ planning
+    def _warn_on_stretch(self) -> None:
+        """An explicit size of another aspect ratio stretches the control images: say so once."""
+        width, height = self.settings.width, self.settings.height
+        if width is None or height is None:
+            return
+        sizes = sorted({(a["camera"]["width"], a["camera"]["height"]) for a in self.annotations})
+        odd = [f"{w}x{h}" for w, h in sizes if w * height != h * width]
+        if odd:
+            self.log(
+                f"warning: --width/--height {width}x{height} has another aspect ratio than the control "
+                f"images ({', '.join(odd[:3])}); they are stretched to it, and each annotation's camera "
+                "(K, bbox) still describes its control image"
+            )
+
     def _check_settings(self) -> None:
         """Refuse early (before any worker starts) a dataset generated with other settings."""
         info_path = self.out / DATASET_JSON
