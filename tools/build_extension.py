@@ -197,7 +197,7 @@ def build(
         if not path.is_file():
             if not fetch:
                 raise BuildError(f"{path}: missing (run without --no-fetch to download it)")
-            print(f"fetching {path.name}", flush=True)
+            print(f"fetching {path.name}", file=sys.stderr, flush=True)
             fetch_wheel(path)
     _cli, tags = blender_ext_paths()
     out.mkdir(parents=True, exist_ok=True)

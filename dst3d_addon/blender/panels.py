@@ -12,9 +12,13 @@ import bpy
 
 from .camera_pose import keyed_pose, read_pose
 from .control_preview import CONTROL_IMAGE_NAME
+from .export_job import ExportJob
+from .generate_session import SESSION
 from .model import target_object
+from .operators_generate import draw_job, export_problem, last_line, preview_problem
 from .operators_runtime import draw_progress
 from .preferences import ADDON_PACKAGE, get_preferences, model_choice, runtime_problem
+from .preview_job import PREVIEW_IMAGE_NAME, PreviewJob
 from .properties import preset_values
 from .runtime_env import RuntimeSetupError
 
@@ -201,7 +205,33 @@ class DST3D_PT_generate(_Panel, bpy.types.Panel):
                 text=f"{values['steps']} steps, guidance {values['guidance']}, control {values['control_scale']}"
             )
         col.prop(s, "generation_seed")
-        draw_runtime_state(layout, context)
+        if draw_runtime_state(layout, context):
+            _draw_preview(layout, context)
+        if SESSION.worker_pid is not None:
+            layout.operator("dst3d.release_worker", icon="X")
+
+
+def _draw_line(layout: bpy.types.UILayout, titles: tuple[str, ...]) -> None:
+    """The last job's one-line outcome (error, skipped step or result)."""
+    found = last_line(titles)
+    if found is not None:
+        line, failed = found
+        _why(layout, line, "ERROR" if failed or SESSION.last_skipped else "CHECKMARK")
+
+
+def _draw_preview(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """Generate Preview (or why it cannot run, with a fixing button), its progress and outcome."""
+    if not draw_job(layout, PreviewJob):
+        problem = preview_problem(context)
+        if problem is not None:
+            _why(layout, problem[0])
+            if problem[1] is not None:
+                layout.operator(problem[1])
+        layout.operator("dst3d.generate_preview", icon="RENDER_STILL")
+    _draw_line(layout, ("Preview", "Worker"))
+    image = bpy.data.images.get(PREVIEW_IMAGE_NAME)
+    if image is not None:
+        layout.label(text=f"{image.name}: {image.size[0]} x {image.size[1]}", icon="IMAGE")
 
 
 class DST3D_PT_export(_Panel, bpy.types.Panel):
@@ -219,6 +249,17 @@ class DST3D_PT_export(_Panel, bpy.types.Panel):
         col.prop(s, "images_per_view")
         selected = [o for o in context.selected_objects if o.type == "MESH"]
         layout.label(text=f"{len(selected)} selected model(s)", icon="OBJECT_DATA")
+        if draw_job(layout, ExportJob):
+            return
+        problem = export_problem(context)
+        if problem is not None:
+            _why(layout, problem[0])
+            if problem[1] is not None:
+                layout.operator(problem[1])
+        elif runtime_problem(context) is not None:
+            _why(layout, "No worker Python yet: Export renders the views and skips the images")
+        layout.operator("dst3d.export_dataset", icon="EXPORT")
+        _draw_line(layout, ("Export",))
 
 
 classes = (DST3D_PT_object, DST3D_PT_camera_pose, DST3D_PT_control, DST3D_PT_generate, DST3D_PT_export)

@@ -3,7 +3,15 @@ PropertyGroups attached to Scene and Object."""
 
 import bpy
 
-from . import operators_model, operators_runtime, operators_view, panels, preferences, properties
+from . import (
+    operators_generate,
+    operators_model,
+    operators_runtime,
+    operators_view,
+    panels,
+    preferences,
+    properties,
+)
 
 classes: tuple[type, ...] = (
     preferences.DST3D_AddonPreferences,
@@ -11,6 +19,7 @@ classes: tuple[type, ...] = (
     *operators_model.classes,
     *operators_view.classes,
     *operators_runtime.classes,
+    *operators_generate.classes,
     *panels.classes,
 )
 
@@ -24,10 +33,12 @@ def register() -> None:
 
 
 def unregister() -> None:
-    """Detach the settings, cancel a runtime job in progress, unregister every class."""
+    """Detach the settings, cancel a runtime job in progress, end the generation worker, unregister
+    every class."""
     job = operators_runtime.ACTIVE.job
     if job is not None:
         job.cancel()
         operators_runtime.ACTIVE.job = None
+    operators_generate.shutdown()
     properties.unregister()
     _unregister()

@@ -4,7 +4,8 @@
 
 Run in its own process by test_install.py (an installed extension leaves state behind). Every
 check is recorded in the report; the test asserts on it. Blender runs in background mode, so no
-timers or modal operators run: the runtime job is driven step by step, as the operator's timer would.
+timers or modal operators run: the runtime job and the preview are driven step by step, as the
+operators' timers would.
 """
 
 import importlib
@@ -120,12 +121,62 @@ try:
     report["check"] = {"state": job.state, "polls": polls, "status": runtime_ops.finish(job, prefs)}
     report["torch_loaded_after_check"] = "torch" in sys.modules
 
+    step("generate preview, driven step by step")
+    os.environ.update({"DST3D_CACHE": os.path.join(USER, "dst3d-cache"), "HF_HUB_OFFLINE": "1"})
+    prefs.model_preset, prefs.device = "tiny", "cpu"
+    scene.dst3d.resolution_x = scene.dst3d.resolution_y = 64
+    scene.dst3d.override_preset, scene.dst3d.steps = True, 2
+    session = importlib.import_module(MODULE + ".dst3d_addon.blender.generate_session")
+
+    def drive() -> tuple[str, bool]:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            ended, line, failed = session.tick(bpy.context)  # what the operator's timer runs
+            if ended:
+                return line, failed
+            time.sleep(0.05)
+        raise TimeoutError("the preview did not end")
+
+    report["preview_op"] = sorted(bpy.ops.dst3d.generate_preview())
+    job = session.SESSION.job
+    line, failed = drive()
+    preview_image = bpy.data.images.get("DST3D Preview")
+    report["preview"] = {
+        "line": line,
+        "failed": failed,
+        "steps_seen": job.steps_seen,
+        "size": list(preview_image.size) if preview_image else None,
+        "background": [b.image.name for b in scene.camera.data.background_images if b.image],
+        "log": str(session.SESSION._client.log_path),
+    }
+    report["torch_loaded_after_preview"] = "torch" in sys.modules
+
+    step("release the worker")
+    pid = session.SESSION.worker_pid
+    report["release_op"] = sorted(bpy.ops.dst3d.release_worker())
+    try:
+        os.kill(pid, 0)
+        report["released_pid_gone"] = False
+    except ProcessLookupError:
+        report["released_pid_gone"] = True
+
+    step("a worker running at disable")
+    bpy.ops.dst3d.generate_preview()
+    report["second_preview"] = drive()
+    pid = session.SESSION.worker_pid
+
     step("disable and enable")
     addon_utils.disable(MODULE, default_set=True)
+    try:
+        os.kill(pid, 0)
+        worker_gone = False
+    except ProcessLookupError:
+        worker_gone = True
     report["after_disable"] = {
         "enabled": MODULE in bpy.context.preferences.addons,
         "operators": operators(),
         "scene_has_settings": hasattr(bpy.types.Scene, "dst3d"),
+        "worker_gone": worker_gone,
     }
     addon_utils.enable(MODULE, default_set=True)
     report["after_enable"] = {"enabled": MODULE in bpy.context.preferences.addons, "operators": operators()}

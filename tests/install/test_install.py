@@ -27,6 +27,10 @@ OPERATORS = {
     "setup_runtime",
     "check_runtime",
     "cancel_runtime_job",
+    "generate_preview",
+    "export_dataset",
+    "cancel_generation",
+    "release_worker",
 }
 PANELS = {
     "DST3D_PT_object",
@@ -158,8 +162,22 @@ def test_runtime_preferences_and_check_job(session: dict) -> None:
     assert check["status"].startswith("Ready: torch ")
 
 
+def test_preview_through_the_installed_extension_and_release(session: dict) -> None:
+    assert session["preview_op"] == ["FINISHED"]
+    preview = session["preview"]
+    assert not preview["failed"] and preview["line"].startswith("Preview 64x64, 2 steps, seed 0 in ")
+    assert preview["steps_seen"] == [1, 2]
+    assert preview["size"] == [64, 64] and preview["background"] == ["DST3D Preview"]
+    # the worker's log is in the extension's user folder, never next to its code
+    assert preview["log"].endswith("/extensions/.user/user_default/dst3d/generation-worker.log")
+    assert session["torch_loaded_after_preview"] is False
+    assert session["release_op"] == ["FINISHED"] and session["released_pid_gone"]
+    line, failed = session["second_preview"]
+    assert not failed, line
+
+
 def test_disable_and_enable_again(session: dict) -> None:
     off = session["after_disable"]
-    assert off == {"enabled": False, "operators": [], "scene_has_settings": False}
+    assert off == {"enabled": False, "operators": [], "scene_has_settings": False, "worker_gone": True}
     on = session["after_enable"]
     assert on["enabled"] and set(on["operators"]) == OPERATORS
