@@ -54,13 +54,13 @@ def render_control(
     if edges not in ("freestyle", "canny-shaded"):
         raise ControlPreviewError(f"edge mode {edges!r}: use canny, freestyle or canny-shaded")
     pose, _aim = relative_pose(matrix_world(obj), matrix_world(camera))
-    image = _blender_render(obj, intrinsics, "freestyle" if edges == "freestyle" else "shaded", pose)
+    image = blender_render(obj, intrinsics, "freestyle" if edges == "freestyle" else "shaded", pose)
     if edges == "freestyle":
         return image if image.ndim == 2 else image[..., :3].max(axis=2)
     return control.canny(image)
 
 
-def _blender_render(obj: bpy.types.Object, intrinsics: Intrinsics, mode: str, pose) -> np.ndarray:
+def blender_render(obj: bpy.types.Object, intrinsics: Intrinsics, mode: str, pose) -> np.ndarray:
     """Render `obj` (at the world origin, as the render stage does) in a scene made for the purpose."""
     from .scene_render import SceneRenderer
 

@@ -11,11 +11,10 @@ or a GPU the export ends after rendering, with a line that says what was skipped
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
-import numpy as np
 
 from .. import __version__
 from ..cli import DEPTH_DESCRIPTION
@@ -25,7 +24,6 @@ from ..core.generation_settings import GenerationSettings
 from ..core.jobs import ModelJob, Shard, pending_views
 from ..core.prompts import PromptSource
 from ..core.render_settings import RenderSettings
-from ..core.sampling import DEG
 from ..core.views import BlenderRender, Mesh, render_view
 from ..generation.batch import GenerateRun, RunOptions
 from ..generation.client import WorkerClient
@@ -256,19 +254,6 @@ class ExportJob:
         """Nothing to show in Blender: the dataset is on disk (the panel draws the progress)."""
 
 
-def batch_equivalent(settings: RenderSettings) -> RenderSettings:
-    """The scene's render settings as the batch script's options give them.
-
-    Blender keeps float properties in 32 bits (Fill 0.8 reads back as 0.800000011920929), while
-    the batch script parses the decimal: take the shortest decimal of the float32, and theta's sd
-    in whole 1e-4 degrees, so that dataset.json and every pose match `dst3d_batch.py render`.
-    """
-    spec = settings.sampling
-    distance = replace(spec.distance, value=float(str(np.float32(spec.distance.value))))
-    theta = round(spec.theta_std / DEG, 4) * DEG if spec.theta_std else 0.0
-    return replace(settings, sampling=replace(spec, distance=distance, theta_std=theta))
-
-
 def _same_prompts(objects: list[bpy.types.Object]) -> None:
     """A dataset has one prompt setting (as for the batch script): refuse models whose prompts differ."""
     first = objects[0]
@@ -307,10 +292,10 @@ def _blender_renderer(obj: bpy.types.Object, settings: RenderSettings) -> Blende
     """The Blender render of a view for the edge modes that need one (freestyle, canny-shaded)."""
     if settings.edges == "canny":
         return None
-    from .control_preview import _blender_render
+    from .control_preview import blender_render
 
     mode = "freestyle" if settings.edges == "freestyle" else "shaded"
-    return lambda pose: _blender_render(obj, settings.intrinsics, mode, pose)
+    return lambda pose: blender_render(obj, settings.intrinsics, mode, pose)
 
 
 def make_export_job(context: bpy.types.Context, session: WorkerSession) -> ExportJob:
@@ -326,7 +311,7 @@ def make_export_job(context: bpy.types.Context, session: WorkerSession) -> Expor
     if not s.export_dir.strip():
         raise ExportError("Choose a Dataset Folder first")
     out = Path(bpy.path.abspath(s.export_dir)).expanduser()
-    settings = batch_equivalent(render_settings(scene))
+    settings = render_settings(scene)
     target = target_object(context)
     lead = target if target in objects else objects[0]
     _same_prompts([lead, *[o for o in objects if o != lead]])

@@ -85,14 +85,23 @@ def sampling_name(settings: bpy.types.PropertyGroup) -> str:
     return settings.sampling
 
 
+def _decimal(value: float) -> float:
+    """The decimal a float property was set to: Blender keeps floats in 32 bits (Fill 0.8 reads
+    back as 0.800000011920929), the batch script parses the decimal; the shortest decimal of the
+    float32 is what the user typed, so poses and dataset.json match `dst3d_batch.py render`."""
+    return float(str(np.float32(value)))
+
+
 def render_settings(scene: bpy.types.Scene) -> RenderSettings:
-    """The scene's dst3d settings as the render stage's RenderSettings (ValueError names a bad one)."""
+    """The scene's dst3d settings as the render stage's RenderSettings (ValueError names a bad one),
+    equal to what the batch script's options give (see `_decimal`; theta's sd in 1e-4 degrees)."""
     s = scene.dst3d
     if s.distance_mode == "fit":
-        distance = Distance("fit", float(s.fit))
+        distance = Distance("fit", _decimal(s.fit))
     else:
-        distance = Distance(s.distance_mode, float(s.distance))
-    spec = SamplingSpec(parse_strategy(sampling_name(s)), distance, float(s.theta_std))
+        distance = Distance(s.distance_mode, _decimal(s.distance))
+    theta_std = round(float(s.theta_std) / DEG, 4) * DEG if s.theta_std else 0.0
+    spec = SamplingSpec(parse_strategy(sampling_name(s)), distance, theta_std)
     return RenderSettings(
         width=int(s.resolution_x),
         height=int(s.resolution_y),
