@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import time
@@ -23,19 +22,12 @@ from ..core.worker_protocol import LineReader
 from .settings import BACKBONES, GROUP_BY, IMAGE_KINDS, OPTIMIZERS, KcfError, KcfSettings, default_pretrained
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def _cli():
     from .. import cli  # lazily: cli imports this module
 
     return cli
-
-
-def _device(text: str) -> str:
-    if not _DEVICE.match(text):
-        raise argparse.ArgumentTypeError(f"--device {text!r}: expected auto, cpu, cuda, cuda:N or mps")
-    return text
 
 
 def _fraction(text: str) -> float:
@@ -103,7 +95,7 @@ def add_parsers(stages) -> None:
     t.add_argument("--seed", type=int, default=0, help="folds, initialisation and batch order derive from it")
     x = k.add_argument_group("execution")
     x.add_argument(
-        "--device", type=_device, default="auto", help="auto (CUDA when available), cpu, cuda[:N], mps"
+        "--device", type=cli._device, default="auto", help="auto (CUDA when available), cpu, cuda[:N], mps"
     )
     x.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
