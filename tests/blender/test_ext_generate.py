@@ -35,11 +35,20 @@ from dst3d_addon.generation.client import WorkerConfig
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "dst3d_batch.py"
 HEAVY = ("torch", "diffusers", "transformers", "accelerate")
-BEFORE = set(sys.modules)
+_BEFORE: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _modules_at_start():
+    """What was imported when the test began (other test files of the same run may import torch
+    themselves; what counts is that nothing this test does in Blender's process imports it — the
+    install test checks the same in a fresh process)."""
+    _BEFORE.clear()
+    _BEFORE.update(sys.modules)
 
 
 def _heavy_imported() -> list[str]:
-    return sorted(m for m in set(sys.modules) - BEFORE if m.split(".")[0] in HEAVY)
+    return sorted(m for m in set(sys.modules) - _BEFORE if m.split(".")[0] in HEAVY)
 
 
 @pytest.fixture(scope="module")
