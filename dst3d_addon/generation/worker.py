@@ -269,7 +269,8 @@ def _check_runtime() -> None:
     if missing:
         raise MissingRuntime(
             f"the worker Python {sys.executable} lacks {', '.join(missing)}; install them into it "
-            "(pip install torch diffusers transformers accelerate safetensors) or choose another Python"
+            "(pip install torch diffusers transformers accelerate safetensors peft) or point dst3d at another "
+            "Python (--python PATH or $DST3D_WORKER_PYTHON; in Blender, the add-on's preferences)"
         )
 
 
