@@ -19,9 +19,8 @@ from .. import __version__
 from ..core.dataset import Dataset, write_json_atomic
 from ..core.progress import Progress, format_duration
 from ..core.worker_protocol import LineReader
+from ..generation.client import PACKAGE_ROOT, default_python
 from .settings import BACKBONES, GROUP_BY, IMAGE_KINDS, OPTIMIZERS, KcfError, KcfSettings, default_pretrained
-
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 
 
 def _cli():
@@ -183,7 +182,7 @@ def settings_from_args(args: argparse.Namespace) -> KcfSettings:
 
 def worker_python(args: argparse.Namespace) -> str:
     """--python, else $DST3D_WORKER_PYTHON, else this Python."""
-    python = args.python or os.environ.get("DST3D_WORKER_PYTHON") or sys.executable
+    python = args.python or default_python()
     if not python or not (Path(python).is_file() or _which(python)):
         raise _cli().UsageError(f"--python {python}: no such interpreter")
     return python
@@ -258,7 +257,7 @@ class _WorkerRun:
 
     def run(self, quiet: bool) -> int:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         reader = LineReader()
