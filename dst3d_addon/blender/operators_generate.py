@@ -77,6 +77,16 @@ class _GenerationOperator:
         options={"SKIP_SAVE"},
     )
     _timer_handle = None
+    #: (reason, fix operator) when the operator cannot run now, else None; set per subclass.
+    problem = staticmethod(lambda context: None)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        problem = cls.problem(context)
+        if problem is not None:
+            cls.poll_message_set(problem[0])
+            return False
+        return True
 
     def make_job(self, context: bpy.types.Context) -> GenerationJob:
         raise NotImplementedError
@@ -148,13 +158,7 @@ class DST3D_OT_generate_preview(_GenerationOperator, bpy.types.Operator):
     bl_label = "Generate Preview"
     job_title = "Preview"
 
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        problem = preview_problem(context)
-        if problem is not None:
-            cls.poll_message_set(problem[0])
-            return False
-        return True
+    problem = staticmethod(preview_problem)
 
     def make_job(self, context: bpy.types.Context) -> GenerationJob:
         return make_preview_job(context, SESSION)
@@ -167,13 +171,7 @@ class DST3D_OT_export_dataset(_GenerationOperator, bpy.types.Operator):
     bl_label = "Export Dataset"
     job_title = "Export"
 
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        problem = export_problem(context)
-        if problem is not None:
-            cls.poll_message_set(problem[0])
-            return False
-        return True
+    problem = staticmethod(export_problem)
 
     def make_job(self, context: bpy.types.Context) -> GenerationJob:
         return make_export_job(context, SESSION)

@@ -142,8 +142,9 @@ class GenerateRun:
         self._check_settings()
         # Plan before starting anything: a finished shard costs no worker and no model load.
         done = completed_keys(Dataset(self.out, "generate", {}))
+        self.owned = len(self.plan(set()))  # this shard's images, done or not
         self.total = len(self.plan(done))
-        self.skipped = len(self.plan(set())) - self.total
+        self.skipped = self.owned - self.total
         if self.total == 0:
             self.state = "done"
         else:
@@ -283,7 +284,7 @@ class GenerateRun:
         done = completed_keys(self.dataset)
         items = self.plan(done)
         self.total = len(items)
-        self.skipped = len(self.plan(set())) - len(items)
+        self.skipped = self.owned - len(items)
         self.pending = batches(items, self.batch_size)
         self.state = "generating"
 
