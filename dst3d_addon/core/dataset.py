@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import Dst3dError
+from .errors import Dst3dError, setting
 
 #: Version of the folder layout and record formats written here (dataset.json "format").
 FORMAT_VERSION = 1
@@ -33,6 +33,9 @@ FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
 ANNOTATIONS = "annotations.jsonl"
 GENERATIONS = "generations.jsonl"
+#: The settings that messages name: the dataset folder and the flag that allows mixed settings.
+OUT = setting("out")
+ALLOW_MIXED = setting("allow_mixed")
 
 #: A class key or model id: one safe path part (no separators, no leading dot).
 _ID_PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$")
@@ -413,26 +416,26 @@ def describe_diff(diffs: list[tuple[str, Any, Any]], limit: int = 6) -> str:
 def _prepare_folder(root: Path) -> None:
     """Create the dataset folder and prove it is writable by creating a file in it."""
     if root.exists() and not root.is_dir():
-        raise DatasetError(f"--out {root}: is a file, not a folder")
+        raise DatasetError(f"{OUT} {root}: is a file, not a folder")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as err:
-        raise DatasetError(f"--out {root}: cannot create the folder, a part of its path is a file") from err
+        raise DatasetError(f"{OUT} {root}: cannot create the folder, a part of its path is a file") from err
     except PermissionError as err:
-        raise DatasetError(f"--out {root}: cannot create the folder (permission denied)") from err
+        raise DatasetError(f"{OUT} {root}: cannot create the folder (permission denied)") from err
     except OSError as err:
-        raise DatasetError(f"--out {root}: cannot create the folder ({err.strerror or err})") from err
+        raise DatasetError(f"{OUT} {root}: cannot create the folder ({err.strerror or err})") from err
     probe = _temp_name(root / "write-test")
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         os.close(fd)
         os.unlink(probe)
     except PermissionError as err:
-        raise DatasetError(f"--out {root}: the folder is not writable (permission denied)") from err
+        raise DatasetError(f"{OUT} {root}: the folder is not writable (permission denied)") from err
     except OSError as err:
         if err.errno == errno.EROFS:
-            raise DatasetError(f"--out {root}: the folder is on a read-only file system") from err
-        raise DatasetError(f"--out {root}: the folder is not writable ({err.strerror or err})") from err
+            raise DatasetError(f"{OUT} {root}: the folder is on a read-only file system") from err
+        raise DatasetError(f"{OUT} {root}: the folder is not writable ({err.strerror or err})") from err
 
 
 def _read_info(root: Path) -> dict | None:
@@ -446,13 +449,13 @@ def _read_info(root: Path) -> dict | None:
     try:
         info = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: not valid JSON ({err}); restore it or choose a new --out") from err
+        raise DatasetError(f"{path}: not valid JSON ({err}); restore it or choose a new {OUT}") from err
     if not isinstance(info, dict) or not isinstance(info.get("format"), int):
-        raise DatasetError(f"{path}: not a dst3d dataset.json (no 'format' number); choose another --out")
+        raise DatasetError(f"{path}: not a dst3d dataset.json (no 'format' number); choose another {OUT}")
     if info["format"] > FORMAT_VERSION:
         raise DatasetError(
             f"{path}: dataset format {info['format']} is newer than this dst3d reads "
-            f"({FORMAT_VERSION}); update dst3d or choose a new --out"
+            f"({FORMAT_VERSION}); update dst3d or choose a new {OUT}"
         )
     for key, default in (("stages", {}), ("classes", {}), ("history", [])):
         if not isinstance(info.setdefault(key, default), type(default)):
@@ -509,7 +512,7 @@ class Dataset:
             if info is None:
                 if _has_user_files(root):
                     raise DatasetError(
-                        f"--out {root}: the folder is not empty and has no dataset.json; "
+                        f"{OUT} {root}: the folder is not empty and has no dataset.json; "
                         "choose a new or empty folder"
                     )
                 info = {
@@ -529,17 +532,17 @@ class Dataset:
                 elif old_depth != new_depth:
                     diffs = settings_diff(old_depth, new_depth)
                     raise DatasetError(
-                        f"--out {root}: dataset.json describes depth differently "
-                        f"({describe_diff(diffs)}); choose a new --out"
+                        f"{OUT} {root}: dataset.json describes depth differently "
+                        f"({describe_diff(diffs)}); choose a new {OUT}"
                     )
             old = info["stages"].get(stage)
             if old != new_settings:
                 if old is not None and not allow_mixed:
                     diffs = settings_diff(old, new_settings) if isinstance(old, Mapping) else []
                     raise DatasetError(
-                        f"--out {root}: this dataset was made with other {stage} settings "
-                        f"({describe_diff(diffs) or 'different settings'}); pass --allow-mixed "
-                        "to add to it anyway, or choose a new --out"
+                        f"{OUT} {root}: this dataset was made with other {stage} settings "
+                        f"({describe_diff(diffs) or 'different settings'}); pass {ALLOW_MIXED} "
+                        f"to add to it anyway, or choose a new {OUT}"
                     )
                 info["stages"][stage] = new_settings
                 info["history"].append(
@@ -590,7 +593,7 @@ class Dataset:
                 if old is not None and old != desc:
                     raise DatasetError(
                         f"{self.root / DATASET_JSON}: class {key!r} is recorded as {_show(old)}, "
-                        f"not {_show(desc)}; use the same class names or a new --out"
+                        f"not {_show(desc)}; use the same class names or a new {OUT}"
                     )
                 info["classes"][key] = desc
 

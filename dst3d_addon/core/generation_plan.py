@@ -23,6 +23,7 @@ from .dataset import (
     parse_annotation_id,
     read_records,
 )
+from .errors import setting
 from .generation_settings import MAX_SEED, GenerationSettings, SettingsError
 from .jobs import Shard
 from .keep import filter_records, load_keep
@@ -88,7 +89,7 @@ def _annotation_size(ann: Mapping, settings: GenerationSettings) -> tuple[int, i
     if (settings.width is None or settings.height is None) and (width % 8 or height % 8):
         raise SettingsError(
             f"annotation {ann['id']}: its control image is {cam['width']}x{cam['height']}, but the "
-            "diffusion model needs multiples of 8; pass --width/--height or render at a multiple of 8"
+            f"diffusion model needs multiples of 8; pass {setting('width')}/{setting('height')} or render at a multiple of 8"
         )
     return int(width), int(height)
 
@@ -107,7 +108,7 @@ def plan_items(
     `generation_key`s of finished images (see `completed_keys`).
     """
     if isinstance(images_per_view, bool) or not isinstance(images_per_view, int) or images_per_view < 1:
-        raise SettingsError(f"--images-per-view {images_per_view!r}: must be positive")
+        raise SettingsError(f"{setting('images_per_view')} {images_per_view!r}: must be positive")
     items: list[GenerationItem] = []
     for ann in annotations:
         ann_id = ann["id"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from .errors import Dst3dError
+from .errors import SettingError, setting
 from .prompts import PAPER_NEGATIVE, PAPER_PROMPT, PromptError, check_template
 
 
@@ -41,22 +41,33 @@ TINY = "tiny"
 # --------------------------------------------------------------------------- generation settings
 
 
-class SettingsError(Dst3dError, ValueError):
-    """A bad generation setting; the message names the command-line option."""
+class SettingsError(SettingError):
+    """A bad generation setting; the message names the setting."""
 
 
-#: --scheduler choices (the worker maps each to a diffusers scheduler).
-SCHEDULERS: dict[str, str] = {
-    "ddim": "DDIM (3D-DST's choice; eta sets its stochasticity)",
-    "unipc": "UniPC multistep, good images in 10-20 steps",
-    "dpm++": "DPM-Solver++ multistep",
-    "euler": "Euler (deterministic)",
-    "euler-a": "Euler ancestral (stochastic)",
-    "lcm": "Latent Consistency Model scheduler, 2-8 steps with an LCM-LoRA",
+#: The sampler choices: name -> (what it is, the diffusers scheduler class the worker builds).
+@dataclass(frozen=True)
+class Scheduler:
+    description: str
+    diffusers_class: str
+
+
+SCHEDULERS: dict[str, Scheduler] = {
+    "ddim": Scheduler("DDIM (3D-DST's choice; eta sets its stochasticity)", "DDIMScheduler"),
+    "unipc": Scheduler("UniPC multistep, good images in 10-20 steps", "UniPCMultistepScheduler"),
+    "dpm++": Scheduler("DPM-Solver++ multistep", "DPMSolverMultistepScheduler"),
+    "euler": Scheduler("Euler (deterministic)", "EulerDiscreteScheduler"),
+    "euler-a": Scheduler("Euler ancestral (stochastic)", "EulerAncestralDiscreteScheduler"),
+    "lcm": Scheduler("Latent Consistency Model scheduler, 2-8 steps with an LCM-LoRA", "LCMScheduler"),
 }
 
-#: --dtype choices; "auto" is fp16 on CUDA and fp32 elsewhere (the worker decides).
-DTYPES = ("auto", "fp16", "bf16", "fp32")
+#: Precision choices; "auto" is fp16 on CUDA and fp32 elsewhere (the worker decides).
+DTYPES: dict[str, str] = {
+    "auto": "fp16 on a GPU, fp32 on the CPU",
+    "fp16": "Half precision",
+    "bf16": "bfloat16 (Ampere and newer GPUs)",
+    "fp32": "Full precision",
+}
 
 #: LCM-LoRA per model family (the `fast` preset picks by the pipeline's family).
 LCM_LORAS: dict[str, str] = {
@@ -68,26 +79,6 @@ LCM_AUTO = "lcm"
 
 #: The settings a `fallback` may change (used when the LoRA's weights cannot be had).
 FALLBACK_KEYS = ("scheduler", "steps", "guidance", "eta", "control_scale")
-
-#: The command-line option of each setting, for messages.
-OPTIONS: dict[str, str] = {
-    "pipeline": "--pipeline",
-    "controlnet": "--controlnet",
-    "scheduler": "--scheduler",
-    "steps": "--steps",
-    "guidance": "--guidance",
-    "control_scale": "--control-scale",
-    "eta": "--eta",
-    "width": "--width",
-    "height": "--height",
-    "seed": "--seed",
-    "dtype": "--dtype",
-    "prompt": "--prompt",
-    "negative_prompt": "--negative-prompt",
-    "captions": "--captions",
-    "lora": "--lora",
-    "fallback": "fallback",
-}
 
 #: Largest seed (seeds.py keeps derived seeds below 2**53 for JSON readers).
 MAX_SEED = 2**53
@@ -156,7 +147,7 @@ class GenerationSettings:
         return guess_family(self.pipeline, self.controlnet)
 
     def _fail(self, name: str, problem: str) -> SettingsError:
-        return SettingsError(f"{OPTIONS[name]} {getattr(self, name)!r}: {problem}")
+        return SettingsError(f"{setting(name)} {getattr(self, name)!r}: {problem}")
 
     def validate(self) -> GenerationSettings:
         """Raise SettingsError naming the option unless every setting is usable; returns self."""
@@ -194,9 +185,9 @@ class GenerationSettings:
             raise self._fail("dtype", f"unknown dtype; use one of {', '.join(DTYPES)}")
         for name in ("prompt", "negative_prompt"):
             try:
-                check_template(getattr(self, name), OPTIONS[name])
+                check_template(getattr(self, name), setting(name))
             except PromptError as err:
-                raise SettingsError(str(err)) from None
+                raise SettingsError(err.text) from None
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise self._fail("prompt", "must not be empty")
         model = self.model_description()
@@ -204,7 +195,8 @@ class GenerationSettings:
             if self.lora == lora and model["family"] != family:
                 raise self._fail(
                     "lora",
-                    f"is for {family} but --pipeline {self.pipeline} is {model['family']}; use --lora lcm",
+                    f"is for {family} but {setting('pipeline')} {self.pipeline} is {model['family']}; "
+                    f"use {setting('lora')} lcm",
                 )
         if self.fallback is not None:
             if not isinstance(self.fallback, Mapping):
@@ -219,7 +211,7 @@ class GenerationSettings:
             try:
                 self.fallback_settings().validate()
             except SettingsError as err:
-                raise SettingsError(f"fallback: {err}") from None
+                raise SettingsError(f"fallback: {err.text}") from None
         return self
 
     def model_description(self) -> dict[str, str]:
@@ -234,7 +226,7 @@ class GenerationSettings:
             }
         if not self.controlnet:
             raise SettingsError(
-                f"--controlnet: required with --pipeline {self.pipeline!r}, which is not a preset "
+                f"{setting('controlnet')}: required with {setting('pipeline')} {self.pipeline!r}, which is not a preset "
                 f"({', '.join(PIPELINE_PRESETS)}); name the ControlNet (hub id, folder or .safetensors)"
             )
         return {"base": self.pipeline, "controlnet": self.controlnet, "family": self.family}
@@ -328,7 +320,7 @@ def settings_from_preset(name: str = DEFAULT_GENERATION_PRESET, **overrides: Any
     The preset's LoRA "lcm" becomes the LCM-LoRA of the (possibly overridden) pipeline's family.
     """
     if name not in GENERATION_PRESETS:
-        raise SettingsError(f"--preset {name!r}: unknown preset; use one of {', '.join(GENERATION_PRESETS)}")
+        raise SettingsError(f"{setting('preset')} {name!r}: unknown preset; use one of {', '.join(GENERATION_PRESETS)}")
     unknown = sorted(set(overrides) - _FIELDS)
     if unknown:
         raise TypeError(f"settings_from_preset: unknown setting(s) {', '.join(unknown)}")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import sanitize_model_id
+from .errors import SettingError, setting
 from .seeds import derive_seed
 
 #: File and folder names that say nothing about the model (ShapeNet's model_normalized.obj, ...).
@@ -81,8 +82,8 @@ def check_unique_ids(models: Sequence[ModelJob]) -> None:
     for m in models:
         key = (m.class_key, m.model_id)
         if key in seen and seen[key] != m.cad_path:
-            raise ValueError(
-                f"--cad: {seen[key]} and {m.cad_path} both get the model id {m.model_id!r} in class "
+            raise SettingError(
+                f"{setting('cad')}: {seen[key]} and {m.cad_path} both get the model id {m.model_id!r} in class "
                 f"{m.class_key!r}; rename one of the files"
             )
         seen[key] = m.cad_path
@@ -100,11 +101,11 @@ class Shard:
         """Parse `I/N`; a ValueError says what is wrong."""
         m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
         if not m:
-            raise ValueError(f"--shard {text!r}: expected I/N, such as 0/4")
+            raise SettingError(f"{setting('shard')} {text!r}: expected I/N, such as 0/4")
         index, count = int(m.group(1)), int(m.group(2))
         if count < 1 or index >= count:
-            raise ValueError(
-                f"--shard {text!r}: I must be in 0..N-1 (shards are 0/{count} to {count - 1}/{count})"
+            raise SettingError(
+                f"{setting('shard')} {text!r}: I must be in 0..N-1 (shards are 0/{count} to {count - 1}/{count})"
             )
         return cls(index, count)
 

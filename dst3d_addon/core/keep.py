@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import SettingError, setting
 from .dataset import DATASET_JSON, DatasetError, read_records, write_bytes_atomic
 
 KEEP = "keep.jsonl"
@@ -62,7 +63,7 @@ def select_kept(
     if max_score is not None:
         return [e for e in entries if float(e["score"]) <= max_score]
     if not 0.0 < keep_fraction <= 1.0:
-        raise ValueError(f"--keep-fraction {keep_fraction}: must be in (0, 1]")
+        raise SettingError(f"{setting('keep_fraction')} {keep_fraction}: must be in (0, 1]")
     groups: dict[str, list[int]] = {}
     for i, e in enumerate(entries):
         groups.setdefault(str(e.get("class", "")) if per_class else "", []).append(i)

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
-from .errors import Dst3dError
+from .errors import Dst3dError, setting
+
+#: The settings prompt messages name.
+PROMPT = setting("prompt")
+NEGATIVE_PROMPT = setting("negative_prompt")
 from .seeds import derive_seed
 
 #: 3D-DST's prompt and negative prompt.
@@ -77,7 +81,7 @@ def _parse(template: str, what: str) -> list[tuple[bool, str]]:
     return parts
 
 
-def check_template(template: str, what: str = "--prompt") -> None:
+def check_template(template: str, what: str = PROMPT) -> None:
     """Raise PromptError (naming `what`) unless `template` is a valid prompt template."""
     _parse(template, what)
 
@@ -87,7 +91,7 @@ def class_phrase(class_name: str) -> str:
     return " ".join(str(class_name).replace("_", " ").split())
 
 
-def render_template(template: str, class_name: str, synset: str | None = None, what: str = "--prompt") -> str:
+def render_template(template: str, class_name: str, synset: str | None = None, what: str = PROMPT) -> str:
     """The template with `{class}` and `{synset}` filled in (`{synset}` is empty when unknown)."""
     values = {"class": class_phrase(class_name), "synset": synset or ""}
     return "".join(values[text] if is_field else text for is_field, text in _parse(template, what))
@@ -282,7 +286,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_captions(path: str | os.PathLike, what: str = "--captions") -> Captions:
+def load_captions(path: str | os.PathLike, what: str = setting("captions")) -> Captions:
     """Read a caption file (.csv, .jsonl/.ndjson, .json or .txt); PromptError names file:line.
 
     - CSV: a header with a `class` (or `synset`) column and a `caption` (or `prompt`) column;
@@ -339,8 +343,8 @@ class PromptSource:
     captions: Captions | None = None
 
     def __post_init__(self) -> None:
-        check_template(self.template, "--prompt")
-        check_template(self.negative, "--negative-prompt")
+        check_template(self.template, PROMPT)
+        check_template(self.negative, NEGATIVE_PROMPT)
 
     @classmethod
     def load(cls, template: str, negative: str, captions: str | os.PathLike | None = None) -> PromptSource:
@@ -364,7 +368,7 @@ class PromptSource:
         chosen = options[derive_seed(int(seed), "prompt") % len(options)]
         return (
             render_template(chosen, class_name, synset, "caption"),
-            render_template(self.negative, class_name, synset, "--negative-prompt"),
+            render_template(self.negative, class_name, synset, NEGATIVE_PROMPT),
         )
 
     def for_object(self, prompt: str | None = None, negative: str | None = None) -> PromptSource:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, replace
 
 from .camera import DEFAULT_LENS_MM, DEFAULT_SENSOR_MM, Intrinsics
+from .errors import SettingError, setting
 from .sampling import Distance, SamplingSpec, parse_strategy
 
 EDGE_MODES = ("canny", "freestyle", "canny-shaded")
@@ -27,11 +28,11 @@ class RenderSettings:
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"--resolution {self.width}x{self.height}: width and height must be positive")
+            raise SettingError(f"{setting('resolution')} {self.width}x{self.height}: width and height must be positive")
         if self.edges not in EDGE_MODES:
-            raise ValueError(f"--edges {self.edges!r}: use one of {', '.join(EDGE_MODES)}")
+            raise SettingError(f"{setting('edges')} {self.edges!r}: use one of {', '.join(EDGE_MODES)}")
         if self.shaded_samples < 1:
-            raise ValueError(f"--samples {self.shaded_samples}: must be at least 1")
+            raise SettingError(f"{setting('samples')} {self.shaded_samples}: must be at least 1")
 
     @property
     def intrinsics(self) -> Intrinsics:

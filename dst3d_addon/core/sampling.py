@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import Intrinsics, Pose
+from .errors import SettingError, setting
 from .framing import fit_distance
 from .seeds import rng as make_rng
 
@@ -82,7 +83,7 @@ class Distance:
         if not (math.isfinite(self.value) and self.value > 0):
             raise ValueError(f"the {self.mode} distance value must be a positive number, got {self.value}")
         if self.mode == "random" and self.value + RANDOM_DISTANCE_RANGE[0] <= 0:
-            raise ValueError(f"--random-distance {self.value}: the mean must exceed 0.5")
+            raise SettingError(f"{setting('random_distance')} {self.value}: the mean must exceed 0.5")
 
     def as_dict(self) -> dict:
         """For dataset.json."""
