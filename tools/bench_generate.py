@@ -43,8 +43,8 @@ import torch
 from PIL import Image
 
 from dst3d_addon.generation.model_configs import family_config_dir
-from dst3d_addon.generation.pipelines import LoadedPipeline, PipelineRequest, set_scheduler
-from dst3d_addon.generation.runner import ImageItem, JobSettings, generate_images
+from dst3d_addon.generation.worker.pipelines import LoadedPipeline, PipelineRequest, set_scheduler
+from dst3d_addon.generation.worker.runner import ImageItem, JobSettings, generate_images
 
 #: FLOPs of one guided denoising step of one 512x512 image (UNet 0.80 + ControlNet 0.28, times two).
 NOMINAL_GUIDED_STEP_FLOPS_512 = 2.17e12

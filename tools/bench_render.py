@@ -40,7 +40,7 @@ def per_view(path: Path, views: int, recipe_views: int, size: int, folder: Path)
     from dst3d_addon.blender.cad_import import import_cad
     from dst3d_addon.blender.scene_render import SceneRenderer
     from dst3d_addon.core import control, dataset
-    from dst3d_addon.core.jobs import ModelJob, model_id_from_path
+    from dst3d_addon.core.render_plan import ModelJob, model_id_from_path
     from dst3d_addon.core.render_settings import RenderSettings
     from dst3d_addon.core.sampling import Distance, SamplingSpec, parse_strategy
     from dst3d_addon.core.views import Mesh, render_view, view_pose

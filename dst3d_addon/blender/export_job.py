@@ -17,22 +17,22 @@ from pathlib import Path
 import bpy
 
 from .. import __version__
-from ..cli import DEPTH_DESCRIPTION
-from ..core.dataset import ANNOTATIONS, Dataset, DatasetError
-from ..core.errors import Dst3dError
+from ..core.dataset import ANNOTATIONS
+from ..core.errors import DatasetError, Dst3dError
 from ..core.generation_settings import GenerationSettings
-from ..core.jobs import ModelJob, Shard, pending_views
 from ..core.prompts import PromptSource
+from ..core.render_plan import ModelJob, Shard, plan_render
 from ..core.render_settings import RenderSettings
 from ..core.views import BlenderRender, Mesh, render_view
-from ..generation.batch import GenerateRun, RunOptions
 from ..generation.client import WorkerClient
 from ..generation.errors import Cancelled, GenerationError
+from ..generation.run import GenerateRun, RunOptions
+from ..generation.runtime_setup import RuntimeSetupError
 from .generate_session import WorkerSession, worker_config
 from .model import model_job, model_mesh, render_settings, target_object
 from .preferences import get_preferences, model_choice
 from .properties import generation_settings
-from .runtime_env import RuntimeSetupError
+from .wording import panel_text
 
 #: Work per poll in the render phase (seconds): small enough to keep the UI responsive.
 RENDER_BUDGET_S = 0.1
@@ -83,24 +83,25 @@ class ExportJob:
         self.views = views
         self.generation = generation
         try:
-            self.dataset = Dataset.open(
-                self.out, "render", settings.as_dict(), tool_version=__version__, depth=DEPTH_DESCRIPTION
+            plan = plan_render(
+                self.out,
+                settings.as_dict(),
+                [m.job for m in models],
+                views,
+                Shard(),
+                tool_version=__version__,
             )
-            self.dataset.add_classes(
-                {m.job.class_key: {"name": m.job.class_name, "synset": m.job.synset} for m in models}
-            )
-            done = self.dataset.completed_ids(ANNOTATIONS)
-        except DatasetError as exc:  # its lines name the batch script's --out: say the panel's field
-            raise ExportError(str(exc).replace("--out ", "Dataset Folder ", 1)) from None
+        except DatasetError as exc:
+            raise ExportError(panel_text(exc)) from None
         except OSError as exc:
             raise ExportError(
                 f"Dataset Folder {self.out}: cannot write there ({exc.strerror or exc})"
             ) from None
-        pending = pending_views([m.job for m in models], views, Shard(), done)
-        self.queue = [(i, view) for i, views_left in enumerate(pending) for view in views_left]
-        self.to_render = len(self.queue)
+        self.dataset = plan.dataset
+        self.queue = [(i, view) for i, views_left in enumerate(plan.pending) for view in views_left]
+        self.to_render = plan.total
         self.rendered = 0
-        self.skipped_views = len(models) * views - self.to_render
+        self.skipped_views = plan.skipped
         self.phase = "render"
         self.state = "running"
         self.status = f"Rendering 0/{self.to_render} views"
@@ -147,7 +148,9 @@ class ExportJob:
                 self._generate_some()
         except (Dst3dError, ValueError, OSError) as exc:
             what = "rendering" if self.phase == "render" else "generating"
-            self._end("failed", f"Export stopped while {what} ({self._counts()}): {exc}".splitlines()[0])
+            self._end(
+                "failed", f"Export stopped while {what} ({self._counts()}): {panel_text(exc)}".splitlines()[0]
+            )
         return self.done
 
     def _counts(self) -> str:
@@ -194,10 +197,10 @@ class ExportJob:
                 on_step=self._on_step,
             )
         except DatasetError as exc:
-            self._end("failed", f"Rendered {self.rendered} views; generation refused: {exc}")
+            self._end("failed", f"Rendered {self.rendered} views; generation refused: {panel_text(exc)}")
             return
         except GenerationError as exc:
-            self._skip(str(exc))
+            self._skip(panel_text(exc))
             return
         self._after_run_poll()
 
@@ -236,12 +239,14 @@ class ExportJob:
                 f"{run.written} images generated ({run.skipped} there already) in {seconds:.1f} s",
             )
         elif run.state == "unavailable":
-            self._skip(str(run.error))
+            self._skip(panel_text(run.error))
         elif run.state == "failed":
             if isinstance(run.error, Cancelled):
                 self._end("cancelled", f"Export cancelled ({self._counts()}); export again to resume")
             else:
-                self._end("failed", f"Rendered {self.rendered} views; generation failed: {run.error}")
+                self._end(
+                    "failed", f"Rendered {self.rendered} views; generation failed: {panel_text(run.error)}"
+                )
         elif run.state == "generating":
             step, steps = self.gen_step
             self.status = f"Generating {self.written}/{run.total} images" + (

@@ -12,8 +12,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..core.dataset import sanitize_model_id
-from ..core.jobs import ModelJob, model_id_from_path
+from ..core.ids import sanitize_model_id
+from ..core.render_plan import ModelJob, model_id_from_path
 from ..core.render_settings import RenderSettings
 from ..core.sampling import DEG, Distance, SamplingSpec, parse_strategy
 from ..core.viewpoint import object_points

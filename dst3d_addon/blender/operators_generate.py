@@ -17,12 +17,13 @@ from bpy.props import BoolProperty
 
 from ..core.errors import Dst3dError
 from ..generation.errors import GenerationError
+from ..generation.runtime_setup import RuntimeSetupError
 from .export_job import make_export_job
 from .generate_session import SESSION, GenerationJob, tick
 from .model import target_object
 from .preferences import get_preferences, runtime_problem
 from .preview_job import make_preview_job
-from .runtime_env import RuntimeSetupError
+from .wording import panel_text
 
 TIMER_INTERVAL_S = 0.2
 
@@ -98,7 +99,7 @@ class _GenerationOperator:
         try:
             job = self.make_job(context)
         except (Dst3dError, ValueError) as exc:
-            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            line = panel_text(exc).splitlines()[0] if str(exc) else type(exc).__name__
             SESSION.last_message, SESSION.last_failed, SESSION.last_title = line, True, self.job_title
             self.report({"ERROR"}, line)
             return False
@@ -213,7 +214,7 @@ class DST3D_OT_release_worker(bpy.types.Operator):
         try:
             SESSION.release()
         except GenerationError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_text(exc))
             return {"CANCELLED"}
         if SESSION.job is not None and SESSION.job.done:
             SESSION.finish()

@@ -13,6 +13,7 @@ from ..core.errors import Dst3dError
 from .cad_import import PROP_MODEL, PROP_PATH, import_cad
 from .model import SAMPLE_CLASS, SAMPLE_MODEL, target_object
 from .properties import AXIS_ITEMS
+from .wording import panel_text
 
 
 @contextlib.contextmanager
@@ -96,7 +97,7 @@ class DST3D_OT_import_cad(bpy.types.Operator, ImportHelper):
                 self.elevation_offset,
             )
         except (Dst3dError, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_text(exc))
             return {"CANCELLED"}
         self.report({"INFO"}, f"Imported {Path(self.filepath).name} as {obj.name!r}")
         return {"FINISHED"}
@@ -120,7 +121,7 @@ class DST3D_OT_import_sample(bpy.types.Operator):
         try:
             obj = add_model(context, str(SAMPLE_MODEL), *SAMPLE_CLASS)
         except (Dst3dError, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_text(exc))
             return {"CANCELLED"}
         self.report({"INFO"}, f"Imported the sample model as {obj.name!r}")
         return {"FINISHED"}
@@ -152,7 +153,7 @@ class DST3D_OT_realign(bpy.types.Operator):
         try:
             obj = add_model(context, path, *args, *offsets)
         except (Dst3dError, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))  # the old object stays as it was
+            self.report({"ERROR"}, panel_text(exc))  # the old object stays as it was
             return {"CANCELLED"}
         obj.matrix_world = old.matrix_world.copy()
         for key in ("prompt", "negative_prompt", "captions_file"):

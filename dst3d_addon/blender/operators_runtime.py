@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import bpy
 
+from ..generation.runtime_setup import (
+    RuntimeSetupError,
+    StepJob,
+    check_step,
+    describe_check,
+    parse_check,
+    setup_steps,
+)
 from .preferences import SETUP_LOG, get_preferences, managed_env_dir, worker_python
-from .runtime_env import RuntimeSetupError, StepJob, check_step, describe_check, parse_check, setup_steps
+from .wording import panel_text
 
 
 class _Active:
@@ -76,7 +84,7 @@ class _StepJobOperator:
         try:
             job = self.make_job(context)
         except RuntimeSetupError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_text(exc))
             return {"CANCELLED"}
         job.wait()
         line = finish(job, get_preferences(context))
@@ -90,7 +98,7 @@ class _StepJobOperator:
         try:
             job = self.make_job(context)
         except RuntimeSetupError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_text(exc))
             return {"CANCELLED"}
         ACTIVE.job, ACTIVE.title = job, self.bl_label
         get_preferences(context).runtime_status = f"{self.bl_label}..."

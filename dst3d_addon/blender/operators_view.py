@@ -13,6 +13,7 @@ from . import rig
 from .camera_pose import ensure_view_camera, place_camera, read_pose, sample_and_key
 from .control_preview import CONTROL_IMAGE_NAME, image_from_array, render_control, show_image
 from .model import render_settings, target_object
+from .wording import panel_text
 
 #: Where "Add Camera" puts a new camera: 30 deg round from the front, 20 deg up, 3 units away.
 DEFAULT_POSE = Pose(30 * DEG, 20 * DEG, 0.0, 3.0)
@@ -51,7 +52,7 @@ class DST3D_OT_add_camera(bpy.types.Operator):
         try:
             settings = render_settings(scene)
         except ValueError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_text(exc))
             return {"CANCELLED"}
         camera = ensure_view_camera(scene)
         rig.set_intrinsics(scene, camera, settings.intrinsics)
@@ -98,7 +99,7 @@ class DST3D_OT_sample_poses(bpy.types.Operator):
         try:
             _camera, poses = sample_and_key(scene, obj, int(settings.views), int(settings.frame_start))
         except (Dst3dError, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_text(exc))
             return {"CANCELLED"}
         scene.dst3d.target = obj
         last = settings.frame_start + len(poses) - 1
@@ -125,7 +126,7 @@ class DST3D_OT_render_control(bpy.types.Operator):
         try:
             edges = render_control(scene, obj, camera, scene.dst3d.edges)
         except (Dst3dError, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_text(exc))
             return {"CANCELLED"}
         image = image_from_array(CONTROL_IMAGE_NAME, edges)
         show_image(context, image)

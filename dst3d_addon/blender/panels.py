@@ -10,6 +10,7 @@ import math
 
 import bpy
 
+from ..generation.runtime_setup import RuntimeSetupError
 from .camera_pose import keyed_pose, read_pose
 from .control_preview import CONTROL_IMAGE_NAME
 from .export_job import ExportJob
@@ -20,7 +21,7 @@ from .operators_runtime import draw_progress
 from .preferences import ADDON_PACKAGE, get_preferences, model_choice, runtime_problem
 from .preview_job import PREVIEW_IMAGE_NAME, PreviewJob
 from .properties import preset_values
-from .runtime_env import RuntimeSetupError
+from .wording import panel_text
 
 #: Aim errors below this are shown as "aimed" (radians).
 _AIMED = math.radians(0.05)
@@ -190,7 +191,7 @@ class DST3D_PT_generate(_Panel, bpy.types.Panel):
                 text=f"Model: {pipeline}" + (f" + {controlnet}" if controlnet else ""), icon="NODE_TEXTURE"
             )
         except RuntimeSetupError as exc:
-            _why(layout, str(exc), "ERROR")
+            _why(layout, panel_text(exc), "ERROR")
         col = layout.column()
         col.use_property_split = True
         col.prop(s, "generation_preset")

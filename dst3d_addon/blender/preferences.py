@@ -11,8 +11,10 @@ from pathlib import Path
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..core.generation_settings import PIPELINE_PRESETS
-from .runtime_env import RuntimeSetupError, env_python
+from ..core.generation_settings import DTYPES, PIPELINE_PRESETS
+from ..generation.runtime_setup import RuntimeSetupError, env_python
+from ..generation.worker_env import DEVICES
+from .wording import panel_text
 
 #: The extension's top package: this module is <top>.dst3d_addon.blender.preferences.
 ADDON_PACKAGE = __package__.rpartition(".dst3d_addon.blender")[0] or "dst3d"
@@ -96,22 +98,12 @@ class DST3D_AddonPreferences(bpy.types.AddonPreferences):
     )
     device: EnumProperty(
         name="Device",
-        items=[
-            ("auto", "Auto", "CUDA if present, else Apple MPS, else the CPU"),
-            ("cuda", "CUDA", "An NVIDIA GPU"),
-            ("mps", "MPS", "Apple silicon GPU"),
-            ("cpu", "CPU", "The CPU (slow)"),
-        ],
+        items=[(name, name.upper() if name != "auto" else "Auto", text) for name, text in DEVICES.items()],
         default="auto",
     )
     precision: EnumProperty(
         name="Precision",
-        items=[
-            ("auto", "Auto", "fp16 on a GPU, fp32 on the CPU"),
-            ("fp16", "fp16", "Half precision"),
-            ("bf16", "bf16", "bfloat16"),
-            ("fp32", "fp32", "Full precision"),
-        ],
+        items=[(name, name if name != "auto" else "Auto", text) for name, text in DTYPES.items()],
         default="auto",
     )
 
@@ -194,7 +186,7 @@ def runtime_problem(context: bpy.types.Context | None = None) -> str | None:
     try:
         worker_python(get_preferences(context))
     except RuntimeSetupError as exc:
-        return str(exc)
+        return panel_text(exc)
     return None
 
 

@@ -18,13 +18,13 @@ import bpy
 import cv2
 import numpy as np
 
-from ..core.dataset import write_png
 from ..core.errors import Dst3dError
+from ..core.files import write_png
 from ..core.generation_settings import TINY
 from ..core.prompts import PromptSource
-from ..generation.batch import RunOptions, pipeline_request
 from ..generation.client import Job, WorkerClient
 from ..generation.errors import Cancelled, GenerationError
+from ..generation.run import RunOptions, pipeline_request
 from .control_preview import image_array, render_control, show_image
 from .generate_session import WorkerSession, worker_config
 from .model import target_object

@@ -12,10 +12,17 @@ from ..core.camera import Pose
 from ..core.generation_settings import DEFAULT_GENERATION_PRESET, GENERATION_PRESETS, GenerationSettings
 from ..core.generation_settings import settings_from_preset as _settings_from_preset
 from ..core.prompts import PAPER_NEGATIVE, PAPER_PROMPT
-from ..core.render_settings import EDGE_MODES
+from ..core.render_settings import (
+    AXES,
+    DEFAULT_FIT,
+    DEFAULT_RESOLUTION,
+    DEFAULT_VIEWS,
+    EDGE_MODES,
+    MAX_RESOLUTION,
+)
 from ..core.sampling import STRATEGIES
 
-AXIS_ITEMS = [(a, a, f"The model's {a} axis") for a in ("X", "Y", "Z", "-X", "-Y", "-Z")]
+AXIS_ITEMS = [(a, a, f"The model's {a} axis") for a in AXES]
 _EDGE_TEXT = {
     "canny": ("Geometry", "Silhouettes, creases and occlusion lines of the geometry (fast, exact)"),
     "freestyle": ("Freestyle", "Blender Freestyle lines (Cycles, about 0.3 s)"),
@@ -91,7 +98,9 @@ class DST3D_SceneSettings(bpy.types.PropertyGroup):
         name="Model", type=bpy.types.Object, poll=_is_mesh, description="The model the panel works on"
     )
     # sampling (the render stage's options)
-    views: IntProperty(name="Views", default=24, min=1, max=100000, description="Poses to sample (--views)")
+    views: IntProperty(
+        name="Views", default=DEFAULT_VIEWS, min=1, max=100000, description="Poses to sample (--views)"
+    )
     sampling: EnumProperty(name="Sampling", items=_SAMPLING_ITEMS, default="1", description="--sampling")
     grid_azimuths: IntProperty(name="Azimuths", default=8, min=1, max=360)
     grid_elevations: IntProperty(name="Elevations", default=3, min=1, max=180)
@@ -116,16 +125,26 @@ class DST3D_SceneSettings(bpy.types.PropertyGroup):
         default="fit",
     )
     fit: FloatProperty(
-        name="Fill", default=0.8, min=0.05, max=2.0, description="Share of the shorter image side"
+        name="Fill", default=DEFAULT_FIT, min=0.05, max=2.0, description="Share of the shorter image side"
     )
     distance: FloatProperty(name="Distance", default=3.0, min=0.01, soft_max=20.0, description="Object units")
     frame_start: IntProperty(name="First Frame", default=1, min=0, description="The frame of view 0")
     # control image
     resolution_x: IntProperty(
-        name="Width", default=512, min=8, max=8192, subtype="PIXEL", update=_apply_resolution
+        name="Width",
+        default=DEFAULT_RESOLUTION[0],
+        min=8,
+        max=MAX_RESOLUTION,
+        subtype="PIXEL",
+        update=_apply_resolution,
     )
     resolution_y: IntProperty(
-        name="Height", default=512, min=8, max=8192, subtype="PIXEL", update=_apply_resolution
+        name="Height",
+        default=DEFAULT_RESOLUTION[1],
+        min=8,
+        max=MAX_RESOLUTION,
+        subtype="PIXEL",
+        update=_apply_resolution,
     )
     edges: EnumProperty(
         name="Edges", items=[(m, *_EDGE_TEXT[m]) for m in EDGE_MODES], default="canny", description="--edges"

@@ -1,7 +1,7 @@
 """A render worker: one Blender process that imports models and renders their views on request.
 
-The parent (cli.render) starts it, sends tasks over stdin and reads results from a dedicated pipe
-(core/worker_protocol.py). A model is imported once and reused while tasks for it keep coming; the
+The parent (`cli/render_pool.py`, which lists the messages) starts it, sends tasks over stdin and
+reads results from the worker pipe (`core/worker_pipe.py`). A model is imported once and reused while tasks for it keep coming; the
 scene is built once per model and only the camera moves. A bad model is reported and skipped; a
 crash of this process loses at most the views whose records were not sent yet.
 """
@@ -9,7 +9,6 @@ crash of this process loses at most the views whose records were not sent yet.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -18,23 +17,11 @@ from typing import BinaryIO
 import bpy
 
 from ..core.errors import Dst3dError
-from ..core.jobs import ModelJob
+from ..core.render_plan import ModelJob
 from ..core.render_settings import RenderSettings
 from ..core.views import Mesh, render_view
-from ..core.worker_protocol import encode
+from ..core.worker_pipe import Channel
 from .cad_import import import_cad
-
-
-class _Channel:
-    """Writes whole messages to the parent's pipe."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def send(self, message: dict) -> None:
-        data = encode(message)
-        while data:
-            data = data[os.write(self.fd, data) :]
 
 
 class _LoadedModel:
@@ -70,9 +57,8 @@ def _model_key(job: ModelJob) -> tuple:
     return (job.cad_path, job.forward, job.up, job.azimuth_offset, job.elevation_offset)
 
 
-def serve(stdin: BinaryIO, out_fd: int) -> int:
+def serve(stdin: BinaryIO, channel: Channel) -> int:
     """Run tasks until told to exit or stdin closes; returns the process exit code."""
-    channel = _Channel(out_fd)
     settings: RenderSettings | None = None
     out = Path(".")
     threads: int | None = None

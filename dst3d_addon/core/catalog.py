@@ -43,9 +43,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dataset import sanitize_model_id
 from .errors import Dst3dError
-from .jobs import ModelJob
+from .ids import sanitize_model_id
+from .render_plan import ModelJob
 
 #: The columns a catalogue CSV must have (extra columns are ignored).
 COLUMNS = ("synset", "model", "distance", "azimuth", "elevation", "strength", "sampling")

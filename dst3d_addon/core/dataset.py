@@ -1,31 +1,24 @@
-"""The dataset folder (shared/spec/dataset.md): atomic files, append-only JSONL, dataset.json.
+"""The dataset folder (dataset.md): dataset.json, its settings per stage, its classes and records.
 
-Every file is written to a temporary name in its own folder, flushed to disk and renamed over the
-target, so a reader (or a resumed run) never sees half a file. Records are appended to JSONL files
-under an exclusive lock, one `write` per batch, so several processes can append to the same file;
-a torn last line (a crash mid-append) is ignored by readers and cut off by the next writer.
+`Dataset.open` creates a folder or checks that an existing one was made with the same settings,
+so a resumed or extended run never mixes settings silently; files and records are written with
+`files.py`'s atomic writes and locked appends, ids checked with `ids.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import errno
-import io
 import json
 import os
 import re
-import secrets
-import unicodedata
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
-from .errors import Dst3dError, setting
+from .errors import DatasetError, setting
+from .files import append_records, locked, read_records, temp_name, write_json_atomic
+from .ids import check_id_part, check_relative_path
 
 #: Version of the folder layout and record formats written here (dataset.json "format").
 FORMAT_VERSION = 1
@@ -37,337 +30,7 @@ GENERATIONS = "generations.jsonl"
 OUT = setting("out")
 ALLOW_MIXED = setting("allow_mixed")
 
-#: A class key or model id: one safe path part (no separators, no leading dot).
-_ID_PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]*$")
-_ID_PART_MAX = 200
-_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._+-]+")
 _STAGE = re.compile(r"^[a-z][a-z0-9_-]*$")
-
-#: Fixed zip entry time, so that the same depth map gives the same .npz bytes.
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _lock_fd(fd: int) -> None:
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                return
-            except OSError as err:  # LK_LOCK gives up after ~10 s; keep waiting
-                if err.errno != errno.EDEADLK:
-                    raise
-
-    def _unlock_fd(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock_fd(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock_fd(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-class DatasetError(Dst3dError):
-    """A dataset folder or file that cannot be used; the message is one line naming it."""
-
-
-# --------------------------------------------------------------------------- atomic files
-
-
-def _temp_name(target: Path) -> Path:
-    """A temporary sibling of `target` no other process or thread picks (pid + random)."""
-    stem = target.name[:120]
-    return target.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-
-
-def _write_all(fd: int, data: bytes, durable: bool) -> None:
-    """Write every byte (os.write may write fewer), then flush to disk if `durable`."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    if durable:
-        os.fsync(fd)
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
-    """Write `data` to `path` so that `path` is either absent/old or complete, never partial.
-
-    Parent folders are created. The bytes go to a unique temporary file in the same folder, are
-    fsync'ed (unless `durable` is False) and renamed over the target; on any failure the temporary
-    file is removed and the target is untouched.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = _temp_name(target)
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        except FileExistsError:  # pragma: no cover - 48 random bits collided
-            continue
-        break
-    try:
-        try:
-            _write_all(fd, data, durable)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 image (gray HxW or HxWx1, BGR HxWx3, BGRA HxWx4); same image, same bytes."""
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        raise TypeError(f"PNG images must be uint8, got {img.dtype}")
-    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3, 4))):
-        raise ValueError(f"PNG images must be HxW, HxWx1, HxWx3 or HxWx4, got shape {img.shape}")
-    if img.size == 0:
-        raise ValueError(f"cannot write an empty image (shape {img.shape})")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:  # pragma: no cover - cv2 fails only on unsupported input, checked above
-        raise ValueError(f"OpenCV could not encode an image of shape {img.shape} as PNG")
-    return buf.tobytes()
-
-
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 gray/BGR/BGRA image as PNG, atomically (see `write_bytes_atomic`)."""
-    write_bytes_atomic(path, encode_png(image))
-
-
-def encode_depth_npz(depth: np.ndarray) -> bytes:
-    """The bytes of an .npz holding `depth` (float32, key "depth"), compressed and deterministic.
-
-    `np.savez_compressed` stamps each zip entry with the current time; this writes the same
-    archive layout (np.load reads it) with a fixed time and attributes instead.
-    """
-    arr = np.asarray(depth)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"depth must be a float array, got {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"depth must be HxW, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    npy = io.BytesIO()
-    np.lib.format.write_array(npy, arr, allow_pickle=False)
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        info = zipfile.ZipInfo("depth.npy", date_time=_ZIP_EPOCH)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        info.create_system = 3
-        info.external_attr = 0o644 << 16
-        zf.writestr(info, npy.getvalue())
-    return out.getvalue()
-
-
-def write_depth_npz(path: str | os.PathLike, depth: np.ndarray) -> None:
-    """Write a depth map (HxW, stored as float32 under the key "depth") as .npz, atomically."""
-    write_bytes_atomic(path, encode_depth_npz(depth))
-
-
-def read_depth_npz(path: str | os.PathLike) -> np.ndarray:
-    """The depth map of an .npz written by `write_depth_npz` (float32, HxW)."""
-    with np.load(path, allow_pickle=False) as data:
-        return data["depth"]
-
-
-def _json_text(obj: Any) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write `obj` as indented UTF-8 JSON (NaN/inf refused), atomically."""
-    write_bytes_atomic(path, _json_text(obj).encode("utf-8"))
-
-
-# --------------------------------------------------------------------------- JSONL records
-
-
-def _lock_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.lock")
-
-
-@contextlib.contextmanager
-def locked(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive inter-process lock for `path` (on the sidecar file `.<name>.lock`).
-
-    The lock file is never removed: removing it would let two processes lock different files.
-    """
-    lock = _lock_path(Path(path))
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        _lock_fd(fd)
-        try:
-            yield
-        finally:
-            _unlock_fd(fd)
-    finally:
-        os.close(fd)
-
-
-def _record_line(record: Mapping) -> bytes:
-    if not isinstance(record, Mapping):
-        raise TypeError(f"a record must be a dict, got {type(record).__name__}")
-    # json.dumps without indent never emits a raw newline, so each record is exactly one line.
-    return (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-
-
-def _cut_torn_tail(fd: int) -> None:
-    """If the file does not end with a newline, cut it back to just after its last newline."""
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return
-    os.lseek(fd, size - 1, os.SEEK_SET)
-    if os.read(fd, 1) == b"\n":
-        return
-    end = size
-    keep = 0
-    while end > 0:
-        start = max(0, end - 65536)
-        os.lseek(fd, start, os.SEEK_SET)
-        chunk = os.read(fd, end - start)
-        nl = chunk.rfind(b"\n")
-        if nl >= 0:
-            keep = start + nl + 1
-            break
-        end = start
-    os.ftruncate(fd, keep)
-
-
-def append_records(path: str | os.PathLike, records: Iterable[Mapping], *, durable: bool = True) -> None:
-    """Append records as JSON lines, all or none of them, safely with other appending processes.
-
-    Under the sidecar lock: a torn last line (no final newline: it was never a whole record) is
-    cut off, then all lines go out in one O_APPEND write and are fsync'ed (unless `durable` is
-    False). If that write fails, the file is cut back to its previous length.
-    """
-    data = b"".join(_record_line(r) for r in records)
-    if not data:
-        return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with locked(target):
-        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            _cut_torn_tail(fd)
-            before = os.fstat(fd).st_size
-            try:
-                _write_all(fd, data, durable)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, before)
-                raise
-        finally:
-            os.close(fd)
-
-
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """All records of a JSONL file ([] if it does not exist).
-
-    Blank lines are skipped and a last line without its newline (a torn append) is ignored; any
-    other line that is not a JSON object raises DatasetError naming the file and line number.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as err:
-        raise DatasetError(f"{p}: cannot read ({err.strerror or err})") from err
-    lines = data.split(b"\n")
-    lines.pop()  # the part after the last newline: empty, or a torn line
-    records: list[dict] = []
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise DatasetError(
-                f"{p}: line {number} is not valid JSON ({err}); fix or delete that line"
-            ) from err
-        if not isinstance(record, dict):
-            raise DatasetError(
-                f"{p}: line {number} is a JSON {type(record).__name__}, not a record object; "
-                "fix or delete that line"
-            )
-        records.append(record)
-    return records
-
-
-# --------------------------------------------------------------------------- ids
-
-
-def check_id_part(value: str, what: str = "id part") -> str:
-    """Return `value` if it is one safe path part of an id, else raise DatasetError naming `what`.
-
-    Allowed: ASCII letters, digits and . _ + -, not starting with a dot, at most 200 characters.
-    """
-    if not isinstance(value, str) or not value:
-        raise DatasetError(f"{what} {value!r} is empty or not a string")
-    if len(value) > _ID_PART_MAX or not _ID_PART.match(value):
-        raise DatasetError(
-            f"{what} {value!r} is not a safe file name part (use letters, digits and . _ + -, "
-            f"not starting with '.', at most {_ID_PART_MAX} characters)"
-        )
-    return value
-
-
-def annotation_id(class_key: str, model_id: str, view: int) -> str:
-    """`<class>/<model_id>/<view:06d>` (dataset.md), with class key and model id checked as safe."""
-    check_id_part(class_key, "class")
-    check_id_part(model_id, "model id")
-    if isinstance(view, bool) or not isinstance(view, (int, np.integer)) or view < 0:
-        raise DatasetError(f"view index {view!r} must be a non-negative integer")
-    return f"{class_key}/{model_id}/{int(view):06d}"
-
-
-def parse_annotation_id(ann_id: str) -> tuple[str, str, int]:
-    """(class key, model id, view index) of an annotation id; DatasetError if it is malformed."""
-    parts = ann_id.split("/") if isinstance(ann_id, str) else []
-    if len(parts) != 3 or not re.fullmatch(r"\d{6,}", parts[2]):
-        raise DatasetError(f"annotation id {ann_id!r} is not of the form <class>/<model_id>/<view:06d>")
-    check_id_part(parts[0], f"class of id {ann_id!r}")
-    check_id_part(parts[1], f"model id of id {ann_id!r}")
-    return parts[0], parts[1], int(parts[2])
-
-
-def sanitize_model_id(name: str) -> str:
-    """A safe model id from a name (pass a file's stem): accents folded to ASCII, other runs of
-    unsafe characters turned into "_", leading dots/underscores dropped, at most 100 characters.
-
-    Different names can map to the same id ("a b", "a_b"): callers must check for collisions.
-    """
-    ascii_text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii")
-    cleaned = _UNSAFE_RUN.sub("_", ascii_text).strip("._")[:100].rstrip("._")
-    return cleaned or "model"
-
-
-def check_relative_path(rel: str | os.PathLike, what: str = "path") -> PurePosixPath:
-    """A file path inside the dataset folder: relative, '/'-separated, no '..' and no empty parts."""
-    text = os.fspath(rel)
-    if not isinstance(text, str):
-        raise DatasetError(f"{what} {rel!r} is not a string")
-    p = PurePosixPath(text)
-    if (
-        not text
-        or "\\" in text
-        or p.is_absolute()
-        or re.match(r"^[A-Za-z]:", text)
-        or any(part in ("", ".", "..") for part in text.split("/"))
-    ):
-        raise DatasetError(f"{what} {text!r} must be a relative path inside the dataset folder")
-    return p
-
-
-# --------------------------------------------------------------------------- dataset.json
 
 
 def _now() -> str:
@@ -425,7 +88,7 @@ def _prepare_folder(root: Path) -> None:
         raise DatasetError(f"{OUT} {root}: cannot create the folder (permission denied)") from err
     except OSError as err:
         raise DatasetError(f"{OUT} {root}: cannot create the folder ({err.strerror or err})") from err
-    probe = _temp_name(root / "write-test")
+    probe = temp_name(root / "write-test")
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         os.close(fd)

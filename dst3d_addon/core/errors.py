@@ -60,5 +60,9 @@ class SettingError(Dst3dError, ValueError):
     """A bad setting value; the message names the setting."""
 
 
+class DatasetError(Dst3dError):
+    """A dataset folder or file that cannot be used; the message is one line naming it."""
+
+
 class CadError(Dst3dError):
     """A CAD file that cannot be used; the message names the file and what is wrong with it."""

@@ -15,19 +15,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .dataset import (
-    GENERATIONS,
-    Dataset,
-    DatasetError,
-    check_relative_path,
-    parse_annotation_id,
-    read_records,
-)
-from .errors import setting
+from .dataset import GENERATIONS, Dataset
+from .errors import DatasetError, setting
+from .files import read_records
 from .generation_settings import MAX_SEED, GenerationSettings, SettingsError
-from .jobs import Shard
+from .ids import check_relative_path, parse_annotation_id
 from .keep import filter_records, load_keep
 from .prompts import PromptSource
+from .render_plan import Shard
 from .seeds import derive_seed
 
 #: The keys of the job settings a record takes its values from.

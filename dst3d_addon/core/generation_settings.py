@@ -320,7 +320,9 @@ def settings_from_preset(name: str = DEFAULT_GENERATION_PRESET, **overrides: Any
     The preset's LoRA "lcm" becomes the LCM-LoRA of the (possibly overridden) pipeline's family.
     """
     if name not in GENERATION_PRESETS:
-        raise SettingsError(f"{setting('preset')} {name!r}: unknown preset; use one of {', '.join(GENERATION_PRESETS)}")
+        raise SettingsError(
+            f"{setting('preset')} {name!r}: unknown preset; use one of {', '.join(GENERATION_PRESETS)}"
+        )
     unknown = sorted(set(overrides) - _FIELDS)
     if unknown:
         raise TypeError(f"settings_from_preset: unknown setting(s) {', '.join(unknown)}")

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SettingError, setting
-from .dataset import DATASET_JSON, DatasetError, read_records, write_bytes_atomic
+from .dataset import DATASET_JSON
+from .errors import DatasetError, SettingError, setting
+from .files import read_records, write_bytes_atomic
 
 KEEP = "keep.jsonl"
 FILTER_STAGE = "filter"

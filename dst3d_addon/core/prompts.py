@@ -20,11 +20,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .errors import Dst3dError, setting
+from .seeds import derive_seed
 
 #: The settings prompt messages name.
 PROMPT = setting("prompt")
 NEGATIVE_PROMPT = setting("negative_prompt")
-from .seeds import derive_seed
 
 #: 3D-DST's prompt and negative prompt.
 PAPER_PROMPT = "An image of {class}, best quality, extremely detailed"

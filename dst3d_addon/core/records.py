@@ -15,7 +15,10 @@ from typing import Any
 import numpy as np
 
 from .camera import Intrinsics, Pose, camera_record
-from .dataset import ANNOTATIONS, DatasetError, check_relative_path, parse_annotation_id, read_records
+from .dataset import ANNOTATIONS
+from .errors import DatasetError
+from .files import read_records
+from .ids import check_relative_path, parse_annotation_id
 from .keep import filter_records, load_keep
 
 #: Largest seed a record holds (seeds.py keeps them below 2**53 for JSON readers).

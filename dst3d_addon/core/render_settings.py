@@ -1,4 +1,5 @@
-"""The settings of the render stage: what dataset.json records and every worker receives."""
+"""The settings of the render stage: what dataset.json records and every worker receives, and the
+choices and defaults that the batch script and the panel both offer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ from .errors import SettingError, setting
 from .sampling import Distance, SamplingSpec, parse_strategy
 
 EDGE_MODES = ("canny", "freestyle", "canny-shaded")
+#: The axes a model's front and up may be given as.
+AXES = ("X", "Y", "Z", "-X", "-Y", "-Z")
+#: Views per model when neither the user nor a grid says.
+DEFAULT_VIEWS = 24
+#: The share of the shorter image side the object fills (`Distance("fit", ...)`) by default.
+DEFAULT_FIT = 0.8
+#: Width and height of the control images by default (3D-DST's 512x512).
+DEFAULT_RESOLUTION = (512, 512)
+#: The largest image side in pixels.
+MAX_RESOLUTION = 16384
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,9 @@ class RenderSettings:
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
-            raise SettingError(f"{setting('resolution')} {self.width}x{self.height}: width and height must be positive")
+            raise SettingError(
+                f"{setting('resolution')} {self.width}x{self.height}: width and height must be positive"
+            )
         if self.edges not in EDGE_MODES:
             raise SettingError(f"{setting('edges')} {self.edges!r}: use one of {', '.join(EDGE_MODES)}")
         if self.shaded_samples < 1:

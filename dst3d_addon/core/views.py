@@ -11,7 +11,7 @@ import numpy as np
 
 from . import control, dataset, raster, records
 from .camera import Pose, extrinsics
-from .jobs import ModelJob
+from .render_plan import ModelJob
 from .render_settings import RenderSettings
 from .sampling import sample_pose
 from .seeds import view_seed

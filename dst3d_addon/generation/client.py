@@ -11,33 +11,20 @@ line of its log) and is started again by the next job.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import queue
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.worker_protocol import LineReader, encode
+from ..core.worker_pipe import WorkerProcess, describe_exit
 from .errors import GenerationError, MissingRuntime, WorkerCrashed, error_from_kind
 from .protocol import PROTOCOL_VERSION, WORKER_MODULE
-
-#: The folder that holds the `dst3d_addon` package: the worker imports it from there.
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-WORKER_PYTHON_ENV = "DST3D_WORKER_PYTHON"
-_EOF = object()
-
-
-def default_python() -> str:
-    """The worker's interpreter when none is configured: $DST3D_WORKER_PYTHON, else this Python."""
-    return os.environ.get(WORKER_PYTHON_ENV) or sys.executable
+from .worker_env import PACKAGE_ROOT, default_python, python_exists, worker_environment
 
 
 @dataclass
@@ -48,14 +35,6 @@ class WorkerConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     log_path: str | os.PathLike | None = None
     start_timeout: float = 600.0
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "stopped answering"
-    if code < 0:
-        return f"was killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 class Job:
@@ -131,10 +110,8 @@ class WorkerClient:
     def __init__(self, config: WorkerConfig | None = None) -> None:
         self.config = config or WorkerConfig()
         self.hello: dict[str, Any] | None = None
-        self._proc: subprocess.Popen | None = None
-        self._log_file: Any = None
+        self._process: WorkerProcess | None = None
         self._log_path: Path | None = None
-        self._messages: queue.Queue[Any] = queue.Queue()
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
         self._fatal: GenerationError | None = None
@@ -149,11 +126,11 @@ class WorkerClient:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._process.pid if self._process is not None else None
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._process is not None and self._process.alive
 
     @property
     def log_path(self) -> Path | None:
@@ -163,113 +140,79 @@ class WorkerClient:
         """Start the worker if it is not running (returns at once; `hello` arrives later)."""
         if self.alive:
             return
-        if self._proc is not None:  # it died: take its last messages, fail its jobs, start anew
+        if self._process is not None:  # it died: take its last messages, fail its jobs, start anew
             self.pump(0)
-            if self._proc is not None:
+            if self._process is not None:
                 self._worker_ended()
         if self._crashed:
             self.restarts += 1
             self._crashed = False
-        env = dict(os.environ)
-        env.update(self.config.env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
-        env["PYTHONUNBUFFERED"] = "1"
         if self.config.log_path is not None:
             self._log_path = Path(self.config.log_path)
-            self._log_path.parent.mkdir(parents=True, exist_ok=True)
         else:
             self._log_path = Path(tempfile.gettempdir()) / f"dst3d-worker-{os.getpid()}.log"
-        self._log_file = open(self._log_path, "ab")  # noqa: SIM115 (kept open for the process' life)
-        self._log_file.write(f"--- dst3d worker started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        self._log_file.flush()
         python = self.python
-        if not Path(python).is_file() and not _on_path(python):
+        if not python_exists(python):
             raise MissingRuntime(
                 f"worker Python {python}: no such file; set the worker's Python to one with torch"
             )
+        process = WorkerProcess(
+            [python, "-u", "-m", WORKER_MODULE],
+            self._log_path,
+            env=worker_environment(self.config.env),
+            cwd=PACKAGE_ROOT,
+        )
         try:
-            self._proc = subprocess.Popen(
-                [python, "-u", "-m", WORKER_MODULE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._log_file,
-                env=env,
-                cwd=str(PACKAGE_ROOT),
-            )
+            process.start(banner="dst3d worker started")
         except OSError as exc:
             raise MissingRuntime(f"worker Python {python}: cannot start it ({exc.strerror or exc})") from None
+        self._process = process
         self.hello = None
         self._fatal = None
-        self._messages = queue.Queue()
-        threading.Thread(target=self._read, args=(self._proc, self._messages), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen, messages: queue.Queue) -> None:
-        reader = LineReader()
-        assert proc.stdout is not None
-        while True:
-            data = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(1)
-            if not data:
-                break
-            try:
-                for message in reader.feed(data):
-                    messages.put(message)
-            except ValueError:  # not JSON: a stray line on the protocol pipe; keep going
-                reader = LineReader()
-        messages.put(_EOF)
 
     def _reap(self) -> int | None:
-        proc, self._proc = self._proc, None
-        code = None
-        if proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                code = proc.wait(timeout=5)
-            for stream in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError):
-                    if stream is not None:
-                        stream.close()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        code = process.wait(timeout=5)
+        process.close_stdin()
         return code
 
     def log_tail(self, lines: int = 1) -> str:
         """The last non-empty lines of the worker's log (for error messages)."""
-        if self._log_path is None or not self._log_path.is_file():
+        if self._log_path is None:
             return ""
-        with open(self._log_path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 8192))
-            text = handle.read().decode("utf-8", "replace")
-        kept = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("---")]
-        return " | ".join(kept[-lines:])
+        return WorkerProcess([], self._log_path).log_tail(lines)
 
     def send(self, message: dict[str, Any]) -> None:
         """Write one message to the worker (a dead pipe is noticed by `pump`)."""
-        if self._proc is None or self._proc.stdin is None:
-            return
-        try:
-            self._proc.stdin.write(encode(message))
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
+        if self._process is not None:
+            self._process.send(message)
 
     # ----------------------------------------------------------------------------- messages
     def pump(self, timeout: float = 0) -> None:
         """Handle arrived messages; wait up to `timeout` seconds for the first one."""
+        if self._process is None:
+            if timeout > 0:
+                time.sleep(timeout)
+            return
+        inbox = self._process.inbox
         try:
-            first = self._messages.get(timeout=timeout) if timeout > 0 else self._messages.get_nowait()
+            first = inbox.get(timeout=timeout) if timeout > 0 else inbox.get_nowait()
         except queue.Empty:
             return
-        self._dispatch(first)
+        self._dispatch(*first)
         while True:
             try:
-                message = self._messages.get_nowait()
+                item = inbox.get_nowait()
             except queue.Empty:
                 return
-            self._dispatch(message)
+            self._dispatch(*item)
 
-    def _dispatch(self, message: Any) -> None:
-        if message is _EOF:
+    def _dispatch(self, process: WorkerProcess, message: dict[str, Any] | None) -> None:
+        if process is not self._process:
+            return  # from a worker that has already been reaped
+        if message is None:
             self._worker_ended()
             return
         kind = message.get("type")
@@ -301,7 +244,7 @@ class WorkerClient:
             self._crashed = True
             tail = self.log_tail()
             error = WorkerCrashed(
-                f"the generation worker (pid {pid}) {_describe_exit(code)}"
+                f"the generation worker (pid {pid}) {describe_exit(code)}"
                 + (f"; its log {self._log_path} ends: {tail}" if tail else f"; see its log {self._log_path}")
                 + "; the next job starts a new one"
             )
@@ -324,7 +267,7 @@ class WorkerClient:
         while self.hello is None:
             if self._fatal is not None:
                 raise self._fatal
-            if self._proc is None:  # ended before saying hello
+            if self._process is None:  # ended before saying hello
                 raise self._fatal or WorkerCrashed(
                     f"the generation worker ({self.python}) ended while starting; see its log {self._log_path}: "
                     f"{self.log_tail()}"
@@ -369,22 +312,19 @@ class WorkerClient:
 
     def release(self, timeout: float = 10.0) -> None:
         """End the worker (frees its GPU memory); pending jobs fail. The next job starts a new one."""
-        if self._proc is None:
+        process = self._process
+        if process is None:
             return
         self._releasing = True
         try:
             self.send({"type": "exit"})
-            with contextlib.suppress(OSError):
-                if self._proc.stdin is not None:
-                    self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+            process.close_stdin()
+            if process.wait(timeout=timeout) is None:
+                process.stop(grace=1.0)
             deadline = time.monotonic() + 5
-            while self._proc is not None and time.monotonic() < deadline:
+            while self._process is not None and time.monotonic() < deadline:
                 self.pump(0.1)
-            if self._proc is not None:
+            if self._process is not None:
                 self._worker_ended()
         finally:
             self._releasing = False
@@ -394,9 +334,3 @@ class WorkerClient:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _on_path(name: str) -> bool:
-    import shutil
-
-    return shutil.which(name) is not None

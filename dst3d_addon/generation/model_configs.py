@@ -16,7 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
-from .tiny import build_folder_atomically, bytes_to_unicode, dst3d_cache_dir
+from ..core.files import build_folder_atomically
+from .worker_env import dst3d_cache_dir
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 FAMILIES = ("sd15", "sdxl")
@@ -27,6 +28,23 @@ _CLIP_MERGES = CONFIGS_DIR / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 #: CLIP keeps the first 49152 - 256 - 2 merges of its BPE file (the rest are unused).
 CLIP_MERGE_COUNT = 49152 - 256 - 2
 CLIP_SPECIALS = ("<|startoftext|>", "<|endoftext|>")
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """CLIP's / GPT-2's map of the 256 bytes to printable unicode symbols (in CLIP's vocab order)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(printable, codes, strict=True)}
 
 
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:

@@ -7,14 +7,11 @@ wheels; ImageNet weights come from the Hugging Face hub (microsoft/resnet-*) or 
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -22,11 +19,15 @@ from torch import nn
 from torch.nn.functional import log_softmax
 from transformers import ResNetConfig, ResNetModel
 
-from ..core.errors import Dst3dError
+from ..core.errors import Dst3dError, setting
+from ..generation.errors import BadInput
+from ..generation.hub import hub_unavailable
 from .bins import soft_targets
 from .images import MEAN, STD, load_image
-from .settings import BACKBONES, KcfError, KcfSettings
+from .settings import BACKBONES, KcfSettings
 
+PRETRAINED = setting("pretrained")
+BACKBONE = setting("backbone")
 #: Decoded images are kept in memory up to this many bytes; beyond it they are decoded per batch.
 CACHE_BYTES = 4 << 30
 
@@ -59,16 +60,12 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connection within `timeout` (False when offline)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+def _hub_may_have(repo_id: str) -> bool:
+    """Whether fetching `repo_id` is worth trying: the hub may be used, answers, and knows it."""
     try:
-        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout).close()
-    except OSError:
+        return hub_unavailable(repo_id) is None
+    except BadInput:  # no such model on the hub
         return False
-    return True
 
 
 def _check_shape(model: ResNetModel, name: str, source: str) -> None:
@@ -77,8 +74,8 @@ def _check_shape(model: ResNetModel, name: str, source: str) -> None:
     got = (cfg.layer_type, tuple(cfg.depths), tuple(cfg.hidden_sizes))
     if got != (want.layer_type, want.depths, want.hidden_sizes):
         raise PretrainedError(
-            f"--pretrained {source}: its ResNet ({cfg.layer_type}, depths {list(cfg.depths)}) is not "
-            f"--backbone {name}; pick the matching --backbone"
+            f"{PRETRAINED} {source}: its ResNet ({cfg.layer_type}, depths {list(cfg.depths)}) is not "
+            f"{BACKBONE} {name}; pick the matching {BACKBONE}"
         )
 
 
@@ -94,13 +91,13 @@ def build_backbone(name: str, pretrained: str | None) -> tuple[ResNetModel, str,
         if _looks_like_path(pretrained):
             path = Path(pretrained).expanduser()
             if not path.exists():
-                raise PretrainedError(f"--pretrained {pretrained}: no such file or folder")
+                raise PretrainedError(f"{PRETRAINED} {pretrained}: no such file or folder")
             try:
                 model = ResNetModel.from_pretrained(str(path))
             except Exception as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise PretrainedError(
-                    f"--pretrained {pretrained}: cannot load a ResNet from it ({first})"
+                    f"{PRETRAINED} {pretrained}: cannot load a ResNet from it ({first})"
                 ) from None
             _check_shape(model, name, pretrained)
             return model, f"pretrained:{pretrained}", None
@@ -108,7 +105,7 @@ def build_backbone(name: str, pretrained: str | None) -> tuple[ResNetModel, str,
         try:
             model = ResNetModel.from_pretrained(pretrained, local_files_only=True)
         except Exception:
-            if hub_reachable():
+            if _hub_may_have(pretrained):
                 try:
                     model = ResNetModel.from_pretrained(pretrained)
                 except Exception:
@@ -117,8 +114,8 @@ def build_backbone(name: str, pretrained: str | None) -> tuple[ResNetModel, str,
             _check_shape(model, name, pretrained)
             return model, f"pretrained:{pretrained}", None
         warning = (
-            f"--pretrained {pretrained}: not in the local cache and the hub cannot be reached; "
-            "training from random initialisation (pass a local folder, or --pretrained none to silence this)"
+            f"{PRETRAINED} {pretrained}: not in the local cache and the hub cannot be reached; "
+            f"training from random initialisation (pass a local folder, or {PRETRAINED} none to silence this)"
         )
     else:
         warning = None
@@ -315,21 +312,3 @@ class Trainer:
                 "score_images_per_s": len(test_idx) / score_seconds if score_seconds > 0 else 0.0,
             },
         )
-
-
-def resolve_device(text: str) -> torch.device:
-    """--device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(text)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise KcfError(
-                f"--device {text}: CUDA is not available to this torch ({torch.__version__}); "
-                "use --device cpu or a Python with a CUDA build of torch (--python)"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise KcfError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise KcfError(f"--device {text}: MPS is not available")
-    return device

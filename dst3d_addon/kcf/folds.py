@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from ..core.errors import SettingError, setting
 from ..core.seeds import derive_seed
 
 
-class FoldError(ValueError):
+class FoldError(SettingError):
     """Too few groups for the asked number of folds."""
 
 
@@ -22,8 +23,8 @@ def assign_folds(groups: Sequence[str], folds: int, seed: int) -> list[int]:
     sizes = Counter(groups)
     if len(sizes) < folds:
         raise FoldError(
-            f"--folds {folds}: only {len(sizes)} group(s) of images to split; "
-            "use fewer folds or a finer --group-by"
+            f"{setting('folds')} {folds}: only {len(sizes)} group(s) of images to split; "
+            f"use fewer folds or a finer {setting('group_by')}"
         )
     order = sorted(sizes, key=lambda g: (-sizes[g], derive_seed("kcf-fold", int(seed), g), g))
     load = [0] * folds

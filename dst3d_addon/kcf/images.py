@@ -7,7 +7,7 @@ import os
 import cv2
 import numpy as np
 
-from ..core.dataset import DatasetError
+from ..core.errors import DatasetError
 
 #: ImageNet's channel statistics (RGB), which the pretrained ResNets expect.
 MEAN = (0.485, 0.456, 0.406)

@@ -6,7 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.dataset import GENERATIONS, DatasetError, check_relative_path, read_records
+from ..core.dataset import GENERATIONS
+from ..core.errors import DatasetError, SettingError, setting
+from ..core.files import read_records
+from ..core.ids import check_relative_path
 from ..core.records import load_annotations
 
 
@@ -35,7 +38,7 @@ class Item:
             return self.id
         if group_by == "model":
             return f"{self.class_key}/{self.model_id}"
-        raise ValueError(f"--group-by {group_by!r}: choose image, view or model")
+        raise SettingError(f"{setting('group_by')} {group_by!r}: choose image, view or model")
 
     def as_dict(self) -> dict:
         return {
@@ -56,7 +59,7 @@ def collect_items(out: str | os.PathLike, images: str, classes: tuple[str, ...] 
     """
     root = Path(out)
     if not root.is_dir():
-        raise DatasetError(f"--out {root}: no such dataset folder")
+        raise DatasetError(f"{setting('out')} {root}: no such dataset folder")
     annotations = {r["id"]: r for r in load_annotations(root, as_numpy=False, respect_keep=False)}
     if classes:
         wanted = set(classes)
@@ -64,7 +67,9 @@ def collect_items(out: str | os.PathLike, images: str, classes: tuple[str, ...] 
             i: r for i, r in annotations.items() if i.split("/")[0] in wanted or r["class"]["name"] in wanted
         }
         if not annotations:
-            raise DatasetError(f"--classes {' '.join(classes)}: no annotation of {root} has these classes")
+            raise DatasetError(
+                f"{setting('classes')} {' '.join(classes)}: no annotation of {root} has these classes"
+            )
     items: dict[str, Item] = {}
     if images == "generated":
         path = root / GENERATIONS

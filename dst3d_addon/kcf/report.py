@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from ..core.camera import Intrinsics, project
-from ..core.dataset import DatasetError, write_png
+from ..core.errors import DatasetError
+from ..core.files import write_png
 from ..core.keep import KEEP, read_records
 from ..core.records import load_annotations
 from .images import square

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.dataset import DatasetError, write_json_atomic
+from ..core.errors import DatasetError, setting
+from ..core.files import write_json_atomic
 from .bins import pose_errors
 from .items import Item
 from .metrics import THRESHOLDS, accuracy_at
@@ -121,7 +122,7 @@ def load_kcf(out: str | os.PathLike) -> dict:
     """kcf.json of a dataset folder; DatasetError with one line if it is missing or malformed."""
     path = Path(out) / KCF_JSON
     if not Path(out).is_dir():
-        raise DatasetError(f"--out {out}: no such dataset folder")
+        raise DatasetError(f"{setting('out')} {out}: no such dataset folder")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..core.errors import Dst3dError
+from ..core.errors import Dst3dError, SettingError, setting
 
 IMAGE_KINDS = ("generated", "renders", "control")
 GROUP_BY = ("image", "view", "model")
@@ -72,23 +72,29 @@ class KcfSettings:
 
     def __post_init__(self) -> None:
         if self.folds < 2:
-            raise ValueError(f"--folds {self.folds}: needs at least 2 folds")
+            raise SettingError(f"{setting('folds')} {self.folds}: needs at least 2 folds")
         if self.images not in IMAGE_KINDS:
-            raise ValueError(f"--images {self.images!r}: choose one of {', '.join(IMAGE_KINDS)}")
+            raise SettingError(f"{setting('images')} {self.images!r}: choose one of {', '.join(IMAGE_KINDS)}")
         if self.group_by not in GROUP_BY:
-            raise ValueError(f"--group-by {self.group_by!r}: choose one of {', '.join(GROUP_BY)}")
+            raise SettingError(
+                f"{setting('group_by')} {self.group_by!r}: choose one of {', '.join(GROUP_BY)}"
+            )
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"--optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+            raise SettingError(
+                f"{setting('optimizer')} {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
+            )
         if self.backbone not in BACKBONES:
-            raise ValueError(f"--backbone {self.backbone!r}: choose one of {', '.join(BACKBONES)}")
+            raise SettingError(
+                f"{setting('backbone')} {self.backbone!r}: choose one of {', '.join(BACKBONES)}"
+            )
         if self.image_size < 32:
-            raise ValueError(f"--image-size {self.image_size}: at least 32 pixels")
+            raise SettingError(f"{setting('image_size')} {self.image_size}: at least 32 pixels")
         for name in ("label_sigma", "momentum", "weight_decay"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must not be negative")
+                raise SettingError(f"{setting(name)} {getattr(self, name)}: must not be negative")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+                raise SettingError(f"{setting(name)} {getattr(self, name)}: must be positive")
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as dataset.json stores them."""

@@ -1,9 +1,9 @@
 """The KCF worker process: `python -m dst3d_addon.kcf.worker JOB.json` (torch + transformers).
 
-The batch script (which must not import torch) writes the job file and starts this in the worker
-Python. It trains and scores the pending folds one after another, writing each finished fold's
-results atomically to <out>/kcf/fold_<i>.json, and reports on its stdout, one JSON object a line
-(anything else printed goes to stderr, the log):
+The kcf stage's run (`kcf/run.py`, which must not import torch) writes the job file and starts
+this in the worker Python. It trains and scores the pending folds one after another, writing each
+finished fold's results atomically to <out>/kcf/fold_<i>.json, and reports over the worker pipe
+(`core/worker_pipe.py`; anything else printed goes to stderr, the log):
 
     {"type": "missing", "module": "torch", "error": "..."}    torch or transformers is not installed
     {"type": "warning", "message": "one line"}
@@ -25,24 +25,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from ..core.errors import Dst3dError
-from ..core.worker_protocol import encode
-
-#: What the worker Python needs; checked first so that a missing one gives one clear line.
-REQUIRED = ("numpy", "cv2", "torch", "transformers")
-
-
-class Channel:
-    """The message pipe: the process's original stdout; fd 1 itself is pointed at stderr."""
-
-    def __init__(self) -> None:
-        self.stream = os.fdopen(os.dup(1), "wb", buffering=0)
-        os.dup2(2, 1)
-
-    def emit(self, **message: Any) -> None:
-        self.stream.write(encode(message))
+from ..core.worker_pipe import Channel
+from ..generation.worker_env import WORKER_MODULES
 
 
 def run(job: dict, channel: Channel) -> int:
@@ -51,10 +37,11 @@ def run(job: dict, channel: Channel) -> int:
     import torch
     import transformers
 
-    from ..core.dataset import write_bytes_atomic
+    from ..core.files import write_bytes_atomic
     from ..core.seeds import derive_seed
+    from ..generation.worker.devices import resolve_device
     from .bins import angles_to_bins, bins_to_angles, pose_errors
-    from .estimator import ImageBank, Trainer, build_backbone, resolve_device
+    from .estimator import ImageBank, Trainer, build_backbone
     from .metrics import THRESHOLDS, accuracy_at
     from .results import FORMAT, fold_path, write_fold
     from .settings import KcfSettings
@@ -73,33 +60,44 @@ def run(job: dict, channel: Channel) -> int:
 
     base, initialisation, warning = build_backbone(settings.backbone, settings.pretrained)
     if warning:
-        channel.emit(type="warning", message=warning)
+        channel.send(dict(type="warning", message=warning))
     threads = max(1, min(8, os.cpu_count() or 1))
     bank = ImageBank(out, files, settings.image_size, threads=threads)
-    channel.emit(
-        type="started",
-        device=str(device),
-        amp=str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
-        images=len(files),
+    channel.send(
+        dict(
+            type="started",
+            device=str(device),
+            amp=str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
+            images=len(files),
+        )
     )
     for fold in job["pending"]:
         start = time.perf_counter()
         train_idx = np.flatnonzero(folds != fold)
         test_idx = np.flatnonzero(folds == fold)
-        channel.emit(
-            type="fold_start",
-            fold=fold,
-            train=len(train_idx),
-            test=len(test_idx),
-            initialisation=initialisation,
+        channel.send(
+            dict(
+                type="fold_start",
+                fold=fold,
+                train=len(train_idx),
+                test=len(test_idx),
+                initialisation=initialisation,
+            )
         )
         torch.manual_seed(derive_seed("kcf-init", settings.seed, fold))
         backbone = copy.deepcopy(base) if initialisation != "random" else type(base)(base.config)
         net = trainer.build(backbone)
 
         def on_epoch(epoch: int, loss: float, rate: float, fold: int = fold) -> None:
-            channel.emit(
-                type="epoch", fold=fold, epoch=epoch + 1, epochs=settings.epochs, loss=loss, images_per_s=rate
+            channel.send(
+                dict(
+                    type="epoch",
+                    fold=fold,
+                    epoch=epoch + 1,
+                    epochs=settings.epochs,
+                    loss=loss,
+                    images_per_s=rate,
+                )
             )
 
         result = trainer.run_fold(
@@ -109,7 +107,7 @@ def run(job: dict, channel: Channel) -> int:
             train_idx,
             test_idx,
             seed=derive_seed("kcf-order", settings.seed, fold),
-            on_batch=lambda n: channel.emit(type="batch", n=n),
+            on_batch=lambda n: channel.send(dict(type="batch", n=n)),
             on_epoch=on_epoch,
         )
         pred = bins_to_angles(result.pred_bins, settings.num_bins)
@@ -137,11 +135,13 @@ def run(job: dict, channel: Channel) -> int:
                 ],
             },
         )
-        channel.emit(
-            type="fold_done",
-            fold=int(fold),
-            seconds=seconds,
-            **{f"accuracy_{k}": accuracy_at(errors, t) for k, t in THRESHOLDS.items()},
+        channel.send(
+            dict(
+                type="fold_done",
+                fold=int(fold),
+                seconds=seconds,
+                **{f"accuracy_{k}": accuracy_at(errors, t) for k, t in THRESHOLDS.items()},
+            )
         )
     return 0
 
@@ -149,12 +149,12 @@ def run(job: dict, channel: Channel) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one argument, the job file."""
     argv = sys.argv[1:] if argv is None else argv
-    channel = Channel()
-    for module in REQUIRED:
+    channel = Channel.take_stdout()
+    for module in WORKER_MODULES["kcf"]:
         try:
             importlib.import_module(module)
         except ImportError as err:
-            channel.emit(type="missing", module=module, error=str(err))
+            channel.send(dict(type="missing", module=module, error=str(err)))
             return 3
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
@@ -163,12 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Dst3dError as err:
-        channel.emit(type="fatal", error=str(err))
+        channel.send(dict(type="fatal", error=err.text))
         return 1
     except Exception as err:
         traceback.print_exc()
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        channel.emit(type="fatal", error=f"{type(err).__name__}: {first}")
+        channel.send(dict(type="fatal", error=f"{type(err).__name__}: {first}"))
         return 1
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dst3d_addon.blender.runtime_env import (
+from dst3d_addon.generation.runtime_setup import (
     TORCH_BUILDS,
     RuntimeSetupError,
     Step,

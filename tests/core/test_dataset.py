@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from dst3d_addon.core import dataset as ds
-from dst3d_addon.core.errors import Dst3dError
+from dst3d_addon.core import files, ids
+from dst3d_addon.core.errors import DatasetError, Dst3dError
 
 SETTINGS = {"resolution": [64, 48], "seed": 3, "sampling": {"strategy": "1", "views": 10}}
 
@@ -28,8 +29,8 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_write_bytes_atomic_creates_parents_and_leaves_no_temp(tmp_path):
     target = tmp_path / "a" / "b" / "file.bin"
-    ds.write_bytes_atomic(target, b"hello")
-    ds.write_bytes_atomic(target, b"world!")
+    files.write_bytes_atomic(target, b"hello")
+    files.write_bytes_atomic(target, b"world!")
     assert target.read_bytes() == b"world!"
     assert leftovers(tmp_path) == []
 
@@ -50,7 +51,7 @@ def test_failed_write_keeps_old_target_and_removes_temp(tmp_path, monkeypatch, f
     with monkeypatch.context() as m:
         m.setattr(os, fail_at, half_write if fail_at == "write" else boom)
         with pytest.raises(OSError):
-            ds.write_bytes_atomic(target, b"new content that never fully lands" * 100)
+            files.write_bytes_atomic(target, b"new content that never fully lands" * 100)
     assert target.read_bytes() == b"old complete content"
     assert list(tmp_path.iterdir()) == [target]
 
@@ -62,13 +63,13 @@ def test_failed_first_write_leaves_no_target(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(os, "fsync", boom)
         with pytest.raises(OSError):
-            ds.write_png(tmp_path / "masks" / "m.png", np.zeros((4, 4), np.uint8))
+            files.write_png(tmp_path / "masks" / "m.png", np.zeros((4, 4), np.uint8))
     assert not (tmp_path / "masks" / "m.png").exists()
     assert leftovers(tmp_path) == []
 
 
 def test_temp_names_differ_and_carry_the_pid(tmp_path):
-    names = {ds._temp_name(tmp_path / "f.png").name for _ in range(200)}
+    names = {files.temp_name(tmp_path / "f.png").name for _ in range(200)}
     assert len(names) == 200
     assert all(f".{os.getpid()}." in n and n.startswith(".f.png.") and n.endswith(".tmp") for n in names)
 
@@ -76,7 +77,7 @@ def test_temp_names_differ_and_carry_the_pid(tmp_path):
 def _rewrite_many(args):
     target, tag = args
     for i in range(40):
-        ds.write_bytes_atomic(target, (f"{tag}:{i};" * 2000).encode(), durable=False)
+        files.write_bytes_atomic(target, (f"{tag}:{i};" * 2000).encode(), durable=False)
     return tag
 
 
@@ -102,8 +103,8 @@ def test_png_is_deterministic_and_round_trips(tmp_path):
         rng.integers(0, 256, (48, 64, 3), dtype=np.uint8),
         rng.integers(0, 256, (48, 64, 4), dtype=np.uint8),
     ):
-        ds.write_png(tmp_path / "a.png", img)
-        ds.write_png(tmp_path / "b.png", img.copy())
+        files.write_png(tmp_path / "a.png", img)
+        files.write_png(tmp_path / "b.png", img.copy())
         assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
         back = cv2.imread(str(tmp_path / "a.png"), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(back, img)
@@ -114,17 +115,17 @@ def test_png_is_deterministic_and_round_trips(tmp_path):
 )
 def test_png_refuses_bad_images(tmp_path, bad):
     with pytest.raises((TypeError, ValueError)):
-        ds.write_png(tmp_path / "a.png", bad)
+        files.write_png(tmp_path / "a.png", bad)
     assert not (tmp_path / "a.png").exists()
 
 
 def test_depth_npz_is_deterministic_and_loadable(tmp_path, monkeypatch):
     depth = np.full((48, 64), np.inf, np.float32)
     depth[10:30, 20:40] = np.linspace(1.0, 2.0, 400, dtype=np.float32).reshape(20, 20)
-    ds.write_depth_npz(tmp_path / "a.npz", depth)
+    files.write_depth_npz(tmp_path / "a.npz", depth)
     # np.savez_compressed would stamp the current time into the zip: ours must not care.
     monkeypatch.setattr("time.time", lambda: 2_000_000_000.0)
-    ds.write_depth_npz(tmp_path / "b.npz", depth.astype(np.float64))
+    files.write_depth_npz(tmp_path / "b.npz", depth.astype(np.float64))
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     with zipfile.ZipFile(tmp_path / "a.npz") as zf:
         assert [i.date_time for i in zf.infolist()] == [(1980, 1, 1, 0, 0, 0)]
@@ -132,19 +133,19 @@ def test_depth_npz_is_deterministic_and_loadable(tmp_path, monkeypatch):
     back = np.load(tmp_path / "a.npz")["depth"]
     assert back.dtype == np.float32
     np.testing.assert_array_equal(back, depth)
-    np.testing.assert_array_equal(ds.read_depth_npz(tmp_path / "a.npz"), depth)
+    np.testing.assert_array_equal(files.read_depth_npz(tmp_path / "a.npz"), depth)
     with pytest.raises(TypeError):
-        ds.write_depth_npz(tmp_path / "c.npz", np.zeros((4, 4), np.int32))
+        files.write_depth_npz(tmp_path / "c.npz", np.zeros((4, 4), np.int32))
     with pytest.raises(ValueError):
-        ds.write_depth_npz(tmp_path / "c.npz", np.zeros((4, 4, 1), np.float32))
+        files.write_depth_npz(tmp_path / "c.npz", np.zeros((4, 4, 1), np.float32))
 
 
 def test_write_json_atomic_refuses_nan_and_keeps_old(tmp_path):
     target = tmp_path / "d.json"
-    ds.write_json_atomic(target, {"a": [1, 2], "name": "é"})
+    files.write_json_atomic(target, {"a": [1, 2], "name": "é"})
     assert json.loads(target.read_text(encoding="utf-8")) == {"a": [1, 2], "name": "é"}
     with pytest.raises(ValueError):
-        ds.write_json_atomic(target, {"a": float("nan")})
+        files.write_json_atomic(target, {"a": float("nan")})
     assert json.loads(target.read_text(encoding="utf-8"))["a"] == [1, 2]
 
 
@@ -153,51 +154,51 @@ def test_write_json_atomic_refuses_nan_and_keeps_old(tmp_path):
 
 def test_append_and_read_round_trip(tmp_path):
     path = tmp_path / "sub" / "r.jsonl"
-    assert ds.read_records(path) == []
-    ds.append_records(path, [{"id": "a", "x": [1.5, None]}, {"id": "b", "s": "ü\nnewline"}])
-    ds.append_records(path, [])
-    ds.append_records(path, [{"id": "c"}])
+    assert files.read_records(path) == []
+    files.append_records(path, [{"id": "a", "x": [1.5, None]}, {"id": "b", "s": "ü\nnewline"}])
+    files.append_records(path, [])
+    files.append_records(path, [{"id": "c"}])
     assert path.read_bytes().count(b"\n") == 3
-    assert [r["id"] for r in ds.read_records(path)] == ["a", "b", "c"]
-    assert ds.read_records(path)[1]["s"] == "ü\nnewline"
+    assert [r["id"] for r in files.read_records(path)] == ["a", "b", "c"]
+    assert files.read_records(path)[1]["s"] == "ü\nnewline"
     with pytest.raises(ValueError):
-        ds.append_records(path, [{"bad": float("inf")}])
+        files.append_records(path, [{"bad": float("inf")}])
     with pytest.raises(TypeError):
-        ds.append_records(path, [["not", "a", "dict"]])
-    assert len(ds.read_records(path)) == 3  # a failed batch appends nothing
+        files.append_records(path, [["not", "a", "dict"]])
+    assert len(files.read_records(path)) == 3  # a failed batch appends nothing
 
 
 def test_torn_last_line_is_ignored_then_repaired(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_bytes(b'{"id": "a"}\n\n{"id": "b"}\n{"id": "c", "files": {"ma')
-    assert [r["id"] for r in ds.read_records(path)] == ["a", "b"]
-    ds.append_records(path, [{"id": "d"}])
+    assert [r["id"] for r in files.read_records(path)] == ["a", "b"]
+    files.append_records(path, [{"id": "d"}])
     assert path.read_bytes() == b'{"id": "a"}\n\n{"id": "b"}\n{"id": "d"}\n'
-    assert [r["id"] for r in ds.read_records(path)] == ["a", "b", "d"]
+    assert [r["id"] for r in files.read_records(path)] == ["a", "b", "d"]
 
 
 def test_torn_only_line_is_cut_to_empty(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_bytes(b'{"id": "half' * 10000)  # longer than one repair read chunk, no newline
-    assert ds.read_records(path) == []
-    ds.append_records(path, [{"id": "x"}])
+    assert files.read_records(path) == []
+    files.append_records(path, [{"id": "x"}])
     assert path.read_bytes() == b'{"id": "x"}\n'
 
 
 def test_corrupt_inner_line_names_file_and_line(tmp_path):
     path = tmp_path / "annotations.jsonl"
     path.write_bytes(b'{"id": "a"}\n{"id": oops}\n{"id": "c"}\n')
-    with pytest.raises(ds.DatasetError, match=r"annotations\.jsonl: line 2 is not valid JSON"):
-        ds.read_records(path)
+    with pytest.raises(DatasetError, match=r"annotations\.jsonl: line 2 is not valid JSON"):
+        files.read_records(path)
     path.write_bytes(b'{"id": "a"}\n[1, 2]\n')
-    with pytest.raises(ds.DatasetError, match=r"line 2 is a JSON list"):
-        ds.read_records(path)
-    assert issubclass(ds.DatasetError, Dst3dError)
+    with pytest.raises(DatasetError, match=r"line 2 is a JSON list"):
+        files.read_records(path)
+    assert issubclass(DatasetError, Dst3dError)
 
 
 def test_failed_append_write_is_rolled_back(tmp_path, monkeypatch):
     path = tmp_path / "r.jsonl"
-    ds.append_records(path, [{"id": "a"}])
+    files.append_records(path, [{"id": "a"}])
     real_write = os.write
 
     def half_write(fd, data):
@@ -207,7 +208,7 @@ def test_failed_append_write_is_rolled_back(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(os, "write", half_write)
         with pytest.raises(OSError):
-            ds.append_records(path, [{"id": "b", "pad": "x" * 100}, {"id": "c"}])
+            files.append_records(path, [{"id": "b", "pad": "x" * 100}, {"id": "c"}])
     assert path.read_bytes() == b'{"id": "a"}\n'
 
 
@@ -218,7 +219,7 @@ def _append_many(args):
     while i < count:
         batch = int(rng.integers(1, 6))
         # records well over PIPE_BUF (4 KiB) so that unlocked appends would interleave
-        ds.append_records(
+        files.append_records(
             path,
             [{"id": f"{proc}-{j}", "pad": "x" * 5000} for j in range(i, min(count, i + batch))],
             durable=False,
@@ -270,15 +271,17 @@ def test_reopen_with_same_settings_changes_nothing(tmp_path):
 def test_other_settings_are_refused_naming_the_keys(tmp_path):
     ds.Dataset.open(tmp_path, "render", SETTINGS, tool_version="0.1.0")
     other = {**SETTINGS, "seed": 4, "sampling": {"strategy": "1", "views": 20}}
-    with pytest.raises(ds.DatasetError) as err:
+    with pytest.raises(DatasetError) as err:
         ds.Dataset.open(tmp_path, "render", other, tool_version="0.1.0")
     msg = str(err.value)
     assert "\n" not in msg
     assert "seed: 3 -> 4" in msg and "sampling.views: 10 -> 20" in msg
-    assert "--allow-mixed" in msg and "--out" in msg and str(tmp_path) in msg
+    assert "allow_mixed=True" in msg and msg.startswith(f"out {tmp_path}:")
+    named = err.value.worded(lambda setting: f"<{setting}>")
+    assert "<allow_mixed>" in named and named.startswith("<out>")
     assert "resolution" not in msg
     # a key only on one side
-    with pytest.raises(ds.DatasetError, match=r"edges: \(unset\) -> \"canny\""):
+    with pytest.raises(DatasetError, match=r"edges: \(unset\) -> \"canny\""):
         ds.Dataset.open(tmp_path, "render", {**SETTINGS, "edges": "canny"}, tool_version="0.1.0")
     assert json.loads((tmp_path / "dataset.json").read_text())["stages"]["render"] == SETTINGS
 
@@ -297,16 +300,16 @@ def test_allow_mixed_records_the_new_settings_in_history(tmp_path):
 
 def test_depth_description_mismatch_is_refused(tmp_path):
     ds.Dataset.open(tmp_path, "render", SETTINGS, tool_version="0.1.0", depth={"background": "inf"})
-    with pytest.raises(ds.DatasetError, match=r"depth.*background: \"inf\" -> \"0\""):
+    with pytest.raises(DatasetError, match=r"depth.*background: \"inf\" -> \"0\""):
         ds.Dataset.open(tmp_path, "render", SETTINGS, tool_version="0.1.0", depth={"background": "0"})
 
 
 def test_out_is_a_file_or_under_a_file(tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("x")
-    with pytest.raises(ds.DatasetError, match=r"file\.txt: is a file, not a folder"):
+    with pytest.raises(DatasetError, match=r"file\.txt: is a file, not a folder"):
         ds.Dataset.open(f, "render", SETTINGS, tool_version="0")
-    with pytest.raises(ds.DatasetError, match=r"a part of its path is a file"):
+    with pytest.raises(DatasetError, match=r"a part of its path is a file"):
         ds.Dataset.open(f / "sub" / "out", "render", SETTINGS, tool_version="0")
 
 
@@ -316,9 +319,9 @@ def test_read_only_folder_is_refused(tmp_path):
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        with pytest.raises(ds.DatasetError, match=r"not writable"):
+        with pytest.raises(DatasetError, match=r"not writable"):
             ds.Dataset.open(ro, "render", SETTINGS, tool_version="0")
-        with pytest.raises(ds.DatasetError, match=r"permission denied"):
+        with pytest.raises(DatasetError, match=r"permission denied"):
             ds.Dataset.open(ro / "inner", "render", SETTINGS, tool_version="0")
     finally:
         ro.chmod(0o700)
@@ -341,24 +344,24 @@ def test_write_probe_failure_is_reported(tmp_path, monkeypatch, err, expected):
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", failing_open)
-    with pytest.raises(ds.DatasetError, match=re.escape(expected)):
+    with pytest.raises(DatasetError, match=re.escape(expected)):
         ds.Dataset.open(tmp_path / "out", "render", SETTINGS, tool_version="0")
 
 
 def test_non_dataset_folders_are_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ds.DatasetError, match=r"not empty and has no dataset\.json"):
+    with pytest.raises(DatasetError, match=r"not empty and has no dataset\.json"):
         ds.Dataset.open(tmp_path, "render", SETTINGS, tool_version="0")
     other = tmp_path / "other"
     other.mkdir()
     (other / "dataset.json").write_text("{not json")
-    with pytest.raises(ds.DatasetError, match=r"dataset\.json: not valid JSON"):
+    with pytest.raises(DatasetError, match=r"dataset\.json: not valid JSON"):
         ds.Dataset.open(other, "render", SETTINGS, tool_version="0")
     (other / "dataset.json").write_text('{"format": 99}')
-    with pytest.raises(ds.DatasetError, match=r"format 99 is newer"):
+    with pytest.raises(DatasetError, match=r"format 99 is newer"):
         ds.Dataset.open(other, "render", SETTINGS, tool_version="0")
     (other / "dataset.json").write_text('{"name": "something else"}')
-    with pytest.raises(ds.DatasetError, match=r"not a dst3d dataset\.json"):
+    with pytest.raises(DatasetError, match=r"not a dst3d dataset\.json"):
         ds.Dataset.open(other, "render", SETTINGS, tool_version="0")
 
 
@@ -383,7 +386,7 @@ def test_add_classes_conflict(tmp_path):
     d = ds.Dataset.open(tmp_path, "render", SETTINGS, tool_version="0")
     d.add_classes({"n02690373": {"name": "airliner", "synset": "n02690373"}})
     d.add_classes({"n02690373": {"name": "airliner", "synset": "n02690373"}})
-    with pytest.raises(ds.DatasetError, match=r"class 'n02690373' is recorded as"):
+    with pytest.raises(DatasetError, match=r"class 'n02690373' is recorded as"):
         d.add_classes({"n02690373": {"name": "jet", "synset": "n02690373"}})
     assert d.info["classes"]["n02690373"]["name"] == "airliner"
 
@@ -391,7 +394,7 @@ def test_add_classes_conflict(tmp_path):
 def test_completed_ids_need_every_file(tmp_path):
     d = ds.Dataset.open(tmp_path, "render", SETTINGS, tool_version="0")
     for name in ("control/c/m/000000.png", "masks/c/m/000000.png", "control/c/m/000001.png"):
-        ds.write_bytes_atomic(d.path(name), b"x")
+        files.write_bytes_atomic(d.path(name), b"x")
     d.append(
         "annotations.jsonl",
         [
@@ -411,14 +414,14 @@ def test_completed_ids_need_every_file(tmp_path):
     d.append("generations.jsonl", [{"id": "c/m/000000", "k": 1, "file": "images/missing.png"}])
     assert d.completed_ids("generations.jsonl", key=lambda r: f"{r['id']}_{r['k']}") == {"c/m/000000_0"}
     d.append("annotations.jsonl", [{"id": "evil", "files": {"x": "../outside.png"}}])
-    with pytest.raises(ds.DatasetError, match=r"relative path inside the dataset folder"):
+    with pytest.raises(DatasetError, match=r"relative path inside the dataset folder"):
         d.completed_ids()
 
 
 @pytest.mark.parametrize("rel", ["../x.png", "/etc/passwd", "a//b", "a/./b", "", "a\\b", "C:/x"])
 def test_path_rejects_escapes(tmp_path, rel):
     d = ds.Dataset.open(tmp_path, "render", SETTINGS, tool_version="0")
-    with pytest.raises(ds.DatasetError):
+    with pytest.raises(DatasetError):
         d.path(rel)
 
 
@@ -426,9 +429,9 @@ def test_path_rejects_escapes(tmp_path, rel):
 
 
 def test_annotation_id_format_and_checks():
-    assert ds.annotation_id("n02690373", "airliner_01", 17) == "n02690373/airliner_01/000017"
-    assert ds.annotation_id("car", "a.b-c+d", np.int64(1234567)) == "car/a.b-c+d/1234567"
-    assert ds.parse_annotation_id("n02690373/airliner_01/000017") == ("n02690373", "airliner_01", 17)
+    assert ids.annotation_id("n02690373", "airliner_01", 17) == "n02690373/airliner_01/000017"
+    assert ids.annotation_id("car", "a.b-c+d", np.int64(1234567)) == "car/a.b-c+d/1234567"
+    assert ids.parse_annotation_id("n02690373/airliner_01/000017") == ("n02690373", "airliner_01", 17)
     for cls, model in [
         ("a/b", "m"),
         ("c", ".."),
@@ -437,24 +440,24 @@ def test_annotation_id_format_and_checks():
         ("c", "has space"),
         ("c", "x" * 201),
     ]:
-        with pytest.raises(ds.DatasetError):
-            ds.annotation_id(cls, model, 0)
+        with pytest.raises(DatasetError):
+            ids.annotation_id(cls, model, 0)
     for view in (-1, True, 1.0, "3"):
-        with pytest.raises(ds.DatasetError):
-            ds.annotation_id("c", "m", view)
+        with pytest.raises(DatasetError):
+            ids.annotation_id("c", "m", view)
     for bad in ("c/m/17", "c/m", "c/m/000001/x", "../m/000001"):
-        with pytest.raises(ds.DatasetError):
-            ds.parse_annotation_id(bad)
+        with pytest.raises(DatasetError):
+            ids.parse_annotation_id(bad)
 
 
 def test_sanitize_model_id_always_gives_a_safe_part():
-    assert ds.sanitize_model_id("Boeing 747 (v2)") == "Boeing_747_v2"
-    assert ds.sanitize_model_id("Café") == "Cafe"
-    assert ds.sanitize_model_id("../../etc") == "etc"
-    assert ds.sanitize_model_id("...") == "model"
-    assert ds.sanitize_model_id("a" * 300) == "a" * 100
+    assert ids.sanitize_model_id("Boeing 747 (v2)") == "Boeing_747_v2"
+    assert ids.sanitize_model_id("Café") == "Cafe"
+    assert ids.sanitize_model_id("../../etc") == "etc"
+    assert ids.sanitize_model_id("...") == "model"
+    assert ids.sanitize_model_id("a" * 300) == "a" * 100
     rng = np.random.default_rng(1)
     alphabet = list("aZ09._-+/\\ :é…\x00ß..")
     for _ in range(300):
         name = "".join(rng.choice(alphabet, size=int(rng.integers(0, 20))))
-        ds.check_id_part(ds.sanitize_model_id(name), "model id")
+        ids.check_id_part(ids.sanitize_model_id(name), "model id")

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from dst3d_addon.core import dataset as ds
+from dst3d_addon.core import files
 from dst3d_addon.core.camera import Intrinsics, Pose
+from dst3d_addon.core.errors import DatasetError
 from dst3d_addon.core.generation_plan import (
     GenerationItem,
     completed_keys,
@@ -20,9 +22,9 @@ from dst3d_addon.core.generation_plan import (
     validate_generation,
 )
 from dst3d_addon.core.generation_settings import SettingsError, settings_from_preset
-from dst3d_addon.core.jobs import Shard
 from dst3d_addon.core.prompts import PromptSource
 from dst3d_addon.core.records import annotation_record
+from dst3d_addon.core.render_plan import Shard
 
 
 def annotation(class_key: str, model: str, view: int, size=(64, 48), name=None, synset=None) -> dict:
@@ -141,10 +143,10 @@ def test_resume_skips_done_keys_and_adds_more_images_per_view():
 
 def test_plan_rejects_bad_input():
     s = settings_from_preset("paper")
-    with pytest.raises(SettingsError, match=r"^--images-per-view 0: must be positive"):
+    with pytest.raises(SettingsError, match=r"^images_per_view 0: must be positive"):
         plan_items(ANNS, s, PromptSource(), 0, Shard(), set())
     odd = annotation("car", "m", 0, size=(100, 75))
-    with pytest.raises(SettingsError, match=r"car/m/000000: its control image is 100x75.*--width/--height"):
+    with pytest.raises(SettingsError, match=r"car/m/000000: its control image is 100x75.*width/height"):
         plan_items([odd], s, PromptSource(), 1, Shard(), set())
     fixed = settings_from_preset("paper", width=96, height=72)
     item = plan_items([odd], fixed, PromptSource(), 1, Shard(), set())[0]
@@ -235,7 +237,7 @@ def test_validate_names_the_field(path, value, needle):
     for p in parents:
         node = node[p]
     node[last] = value
-    with pytest.raises(ds.DatasetError) as err:
+    with pytest.raises(DatasetError) as err:
         validate_generation(r)
     assert needle in str(err.value)
     if path != "id" and path != "k":
@@ -246,13 +248,13 @@ def test_validate_missing_fields():
     for key in ("id", "k", "file", "seed", "prompt", "negative_prompt", "model", "steps", "width"):
         r = good_record()
         del r[key]
-        with pytest.raises(ds.DatasetError, match=f"{key} is missing"):
+        with pytest.raises(DatasetError, match=f"{key} is missing"):
             validate_generation(r)
     r = good_record()
     del r["model"]["controlnet"]
-    with pytest.raises(ds.DatasetError, match=r"model\.controlnet is missing"):
+    with pytest.raises(DatasetError, match=r"model\.controlnet is missing"):
         validate_generation(r)
-    with pytest.raises(ds.DatasetError, match="generation record: record must be an object"):
+    with pytest.raises(DatasetError, match="generation record: record must be an object"):
         validate_generation([1])
     r = good_record()
     del r["eta"], r["lora"]  # optional: the spec's minimal record is valid
@@ -265,7 +267,7 @@ def test_load_generations_and_completed_keys(tmp_path):
     items = plan_items(ANNS[:3], s, PromptSource(), 2, Shard(), set())
     records = [generation_record(i, s.model_description(), s) for i in items]
     for i in items[:4]:
-        ds.write_bytes_atomic(data.path(i.output), b"png")
+        files.write_bytes_atomic(data.path(i.output), b"png")
     data.append(ds.GENERATIONS, records[:5])  # the 5th image's file is missing: not complete
     assert completed_keys(data) == {i.key for i in items[:4]}
     assert plan_items(ANNS[:3], s, PromptSource(), 2, Shard(), completed_keys(data)) == items[4:]
@@ -281,8 +283,8 @@ def test_load_generations_and_completed_keys(tmp_path):
     assert len(load_generations(tmp_path)) == 6
     bad = copy.deepcopy(records[0])
     bad["steps"] = 0
-    ds.append_records(tmp_path / ds.GENERATIONS, [bad])
-    with pytest.raises(ds.DatasetError, match=r"generations\.jsonl: generation .*#0: steps must be"):
+    files.append_records(tmp_path / ds.GENERATIONS, [bad])
+    with pytest.raises(DatasetError, match=r"generations\.jsonl: generation .*#0: steps must be"):
         load_generations(tmp_path)
-    with pytest.raises(ds.DatasetError, match="not found"):
+    with pytest.raises(DatasetError, match="not found"):
         load_generations(tmp_path / "nothing")

@@ -70,9 +70,9 @@ def test_bad_templates_name_the_option(template, needle):
 
 
 def test_source_checks_its_templates():
-    with pytest.raises(PromptError, match=r"^--negative-prompt .*unknown placeholder"):
+    with pytest.raises(PromptError, match=r"^negative_prompt .*unknown placeholder"):
         PromptSource(PAPER_PROMPT, "bad {x}")
-    with pytest.raises(PromptError, match=r"^--prompt "):
+    with pytest.raises(PromptError, match=r"^prompt "):
         PromptSource("bad {x}")
 
 
@@ -195,7 +195,7 @@ def test_empty_files_are_errors(tmp_path, name, content):
 
 
 def test_unreadable_files(tmp_path):
-    with pytest.raises(PromptError, match=r"^--captions .*missing\.csv: file not found"):
+    with pytest.raises(PromptError, match=r"^captions .*missing\.csv: file not found"):
         load_captions(tmp_path / "missing.csv")
     with pytest.raises(PromptError, match=r"unknown caption format '\.yaml'"):
         load_captions(write(tmp_path, "c.yaml", "a"))

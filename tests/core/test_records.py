@@ -10,6 +10,7 @@ import pytest
 from dst3d_addon.core import dataset as ds
 from dst3d_addon.core import records as rec
 from dst3d_addon.core.camera import Intrinsics, Pose, extrinsics, opencv_extrinsics, project
+from dst3d_addon.core.errors import DatasetError
 
 ID = "n02690373/airliner_01/000017"
 FILES = {
@@ -169,7 +170,7 @@ BAD = [
 def test_validation_names_the_id_and_the_bad_field(change, expected):
     good = make_record()
     bad = change(good)
-    with pytest.raises(ds.DatasetError) as err:
+    with pytest.raises(DatasetError) as err:
         rec.validate_annotation(bad)
     msg = str(err.value)
     assert expected in msg
@@ -180,18 +181,18 @@ def test_validation_names_the_id_and_the_bad_field(change, expected):
 
 
 def test_validation_of_non_records():
-    with pytest.raises(ds.DatasetError, match=r"annotation record: record must be an object"):
+    with pytest.raises(DatasetError, match=r"annotation record: record must be an object"):
         rec.validate_annotation([1, 2])
-    with pytest.raises(ds.DatasetError, match=r"annotation record: id is missing"):
+    with pytest.raises(DatasetError, match=r"annotation record: id is missing"):
         rec.validate_annotation({})
 
 
 def test_builder_refuses_inconsistent_input():
-    with pytest.raises(ds.DatasetError, match=r"cad\.model_id"):
+    with pytest.raises(DatasetError, match=r"cad\.model_id"):
         make_record(model_id="airliner_02")
-    with pytest.raises(ds.DatasetError, match=r"files\.mask is missing"):
+    with pytest.raises(DatasetError, match=r"files\.mask is missing"):
         make_record(files={"control": FILES["control"], "depth": FILES["depth"]})
-    with pytest.raises(ds.DatasetError, match=r"pose\.distance"):
+    with pytest.raises(DatasetError, match=r"pose\.distance"):
         make_record(pose=Pose(0.0, 0.0, 0.0, math.inf))
 
 
@@ -217,7 +218,7 @@ def test_load_annotations(tmp_path):
     broken = copy.deepcopy(first)
     broken["camera"]["R"] = NOT_ROT
     d.append("annotations.jsonl", [broken])
-    with pytest.raises(ds.DatasetError, match=r"annotations\.jsonl: annotation n02690373/.*camera\.R is not"):
+    with pytest.raises(DatasetError, match=r"annotations\.jsonl: annotation n02690373/.*camera\.R is not"):
         rec.load_annotations(tmp_path)
-    with pytest.raises(ds.DatasetError, match=r"annotations\.jsonl: not found"):
+    with pytest.raises(DatasetError, match=r"annotations\.jsonl: not found"):
         rec.load_annotations(tmp_path / "nowhere")

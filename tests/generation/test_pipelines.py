@@ -17,17 +17,17 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from dst3d_addon.generation import pipelines
 from dst3d_addon.generation.errors import BadInput, MissingRuntime, MissingWeights
 from dst3d_addon.generation.model_configs import CONFIGS_DIR, family_config_dir
-from dst3d_addon.generation.pipelines import (
+from dst3d_addon.generation.worker import pipelines
+from dst3d_addon.generation.worker.pipelines import (
     SCHEDULERS,
     LoadedPipeline,
     PipelineRequest,
     load_pipeline,
     set_scheduler,
 )
-from dst3d_addon.generation.tiny import tiny_pipeline_path
+from dst3d_addon.generation.worker.tiny import tiny_pipeline_path
 from tests.generation.ldm_layout import controlnet_checkpoint, pipeline_to_ldm
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: refused at once on loopback

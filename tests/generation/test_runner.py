@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dst3d_addon.generation.runner import _PerImage
+from dst3d_addon.generation.worker.runner import _PerImage
 
 
 class _Net(torch.nn.Module):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dst3d_addon.generation.tiny import (
+from dst3d_addon.generation.worker.tiny import (
     SD15_SCHEDULER_VALUES,
     TINY_FOLDER,
     TINY_MARKER,

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from dst3d_addon.core.camera import Intrinsics, Pose, camera_record
-from dst3d_addon.core.dataset import ANNOTATIONS, read_records, write_bytes_atomic
+from dst3d_addon.core.dataset import ANNOTATIONS
+from dst3d_addon.core.files import read_records, write_bytes_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "assets" / "sample" / "airliner.glb"

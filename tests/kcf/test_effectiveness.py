@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from dst3d_addon.core.dataset import ANNOTATIONS, read_records
+from dst3d_addon.core.dataset import ANNOTATIONS
+from dst3d_addon.core.files import read_records
 from dst3d_addon.kcf.metrics import roc_auc
 from tests.kcf.kcf_helpers import batch, turn_azimuths, wrong_quarter
 

@@ -1,4 +1,4 @@
-"""The generation worker process: `python -m dst3d_addon.generation.worker` (see protocol.py).
+"""The generation worker's loop: `python -m dst3d_addon.generation.worker` (see ../protocol.py).
 
 One long-lived process per GPU. It keeps one pipeline loaded and reloads only when a job asks for
 another; a stdin reader thread sees `cancel` while a job runs, so a cancel takes effect at the next
@@ -16,25 +16,10 @@ import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..core.worker_protocol import encode
-from .errors import BadInput, GenerationError, MissingRuntime, MissingWeights
-from .protocol import PROTOCOL_VERSION
-
-REQUIRED = ("torch", "diffusers", "transformers", "safetensors")
-
-
-class _Channel:
-    """The protocol's output stream (the original stdout), safe to write from two threads."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def send(self, message: dict[str, Any]) -> None:
-        data = encode(message)
-        with self._lock:
-            self._stream.write(data)
-            self._stream.flush()
+from ...core.worker_pipe import Channel, decode
+from ..errors import BadInput, GenerationError, MissingRuntime, MissingWeights
+from ..protocol import PROTOCOL_VERSION
+from ..worker_env import PIP_PACKAGES, WORKER_MODULES
 
 
 class _Inbox:
@@ -52,10 +37,7 @@ class _Inbox:
             line = raw.strip()
             if not line:
                 continue
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                message = {"type": "_garbled", "line": line[:200].decode("utf-8", "replace")}
+            message = decode(line)
             if message.get("type") == "cancel":
                 with self._lock:
                     self._cancelled.add(message.get("id"))
@@ -79,7 +61,7 @@ def _without_scheduler(request: dict[str, Any] | None) -> dict[str, Any]:
 class Worker:
     """Serves jobs; holds the loaded pipeline between them."""
 
-    def __init__(self, channel: _Channel, inbox: _Inbox) -> None:
+    def __init__(self, channel: Channel, inbox: _Inbox) -> None:
         self.channel = channel
         self.inbox = inbox
         self.loaded: Any = None  # pipelines.LoadedPipeline
@@ -184,7 +166,7 @@ class Worker:
         def on_preview(step: int, rgb: Any) -> None:
             if preview_path is None:
                 return
-            from ..core.dataset import write_bytes_atomic
+            from ...core.files import write_bytes_atomic
 
             preview_path.parent.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(preview_path, encode_png(rgb), durable=False)
@@ -226,7 +208,7 @@ class Worker:
                     raise BadInput(f"unknown message type {kind!r}")
                 handler(message)
             except GenerationError as exc:
-                self.channel.send({"type": "error", "id": job_id, "kind": exc.kind, "message": str(exc)})
+                self.channel.send({"type": "error", "id": job_id, "kind": exc.kind, "message": exc.text})
             except Exception as exc:  # anything else: report one line, keep the traceback in the log
                 traceback.print_exc(file=sys.stderr)
                 text = " ".join(str(exc).split()) or type(exc).__name__
@@ -265,11 +247,15 @@ def _hello() -> dict[str, Any]:
 def _check_runtime() -> None:
     import importlib.util
 
-    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    missing = [name for name in WORKER_MODULES["generation"] if importlib.util.find_spec(name) is None]
     if missing:
+        packages = " ".join(
+            PIP_PACKAGES[m]
+            for m in ("torch", "diffusers", "transformers", "accelerate", "safetensors", "peft")
+        )
         raise MissingRuntime(
             f"the worker Python {sys.executable} lacks {', '.join(missing)}; install them into it "
-            "(pip install torch diffusers transformers accelerate safetensors peft) or point dst3d at another "
+            f"(pip install {packages}) or point dst3d at another "
             "Python (--python PATH or $DST3D_WORKER_PYTHON; in Blender, the add-on's preferences)"
         )
 
@@ -277,14 +263,12 @@ def _check_runtime() -> None:
 def main() -> int:
     """Run the worker on this process's stdin/stdout."""
     # The protocol keeps the real stdout; everything printed from here on goes to stderr (the log).
-    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    channel = _Channel(protocol_out)
+    channel = Channel.take_stdout()
     try:
         _check_runtime()
         hello = _hello()
     except GenerationError as exc:
-        channel.send({"type": "fatal", "kind": exc.kind, "message": str(exc)})
+        channel.send({"type": "fatal", "kind": exc.kind, "message": exc.text})
         return 3
     except Exception as exc:  # a broken torch install, a CUDA driver problem, ...
         traceback.print_exc(file=sys.stderr)

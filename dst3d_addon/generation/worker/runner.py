@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core.dataset import write_bytes_atomic
-from .errors import BadInput, Cancelled, OutOfMemory
+from ...core.files import write_bytes_atomic
+from ..errors import BadInput, Cancelled, OutOfMemory
 from .pipelines import LoadedPipeline
 
 #: Fault injection for tests: a job of more than N images fails as if out of memory.

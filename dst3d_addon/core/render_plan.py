@@ -1,4 +1,6 @@
-"""What a render run has to do: the models, their ids, the shard's views, and the worker tasks."""
+"""What a render run has to do: the models, their ids, the shard's views, the dataset they go to,
+and the tasks the render workers get. The batch script's render stage and the panel's export both
+plan here, so they open a dataset and skip finished views the same way."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .dataset import sanitize_model_id
+from .dataset import ANNOTATIONS, Dataset
 from .errors import SettingError, setting
+from .ids import sanitize_model_id
 from .seeds import derive_seed
 
 #: File and folder names that say nothing about the model (ShapeNet's model_normalized.obj, ...).
@@ -146,3 +150,61 @@ def plan_tasks(pending: Sequence[Sequence[int]], workers: int) -> list[Task]:
         size = math.ceil(len(views) / n)
         tasks.extend(Task(model, tuple(views[k : k + size])) for k in range(0, len(views), size))
     return tasks
+
+
+#: How dataset.json describes the depth maps (dataset.md), written by every render run.
+DEPTH_DESCRIPTION: dict[str, Any] = {
+    "format": "npz",
+    "key": "depth",
+    "dtype": "float32",
+    "meaning": "camera-space depth along the view axis (-z_c), object units",
+    "background": "inf",
+}
+
+
+@dataclass
+class RenderPlan:
+    """An open render dataset and, per model, the view indices this shard still has to render."""
+
+    dataset: Dataset
+    pending: list[list[int]]
+    owned: int  # views of this shard, rendered or not
+
+    @property
+    def total(self) -> int:
+        """Views to render now."""
+        return sum(len(p) for p in self.pending)
+
+    @property
+    def skipped(self) -> int:
+        """Views of this shard found done (their records and files exist)."""
+        return self.owned - self.total
+
+
+def plan_render(
+    out: str | Path,
+    settings_dict: dict[str, Any],
+    models: Sequence[ModelJob],
+    views: int,
+    shard: Shard,
+    *,
+    tool_version: str,
+    allow_mixed: bool = False,
+) -> RenderPlan:
+    """Open (or create) the render dataset `out` for these settings (`RenderSettings.as_dict()`),
+    record the models' classes, and list the views this shard still has to render.
+
+    Raises DatasetError naming `out` when the folder cannot be used or holds other settings.
+    """
+    dataset = Dataset.open(
+        Path(out),
+        "render",
+        settings_dict,
+        allow_mixed=allow_mixed,
+        tool_version=tool_version,
+        depth=DEPTH_DESCRIPTION,
+    )
+    dataset.add_classes({m.class_key: {"name": m.class_name, "synset": m.synset} for m in models})
+    pending = pending_views(models, views, shard, dataset.completed_ids(ANNOTATIONS))
+    owned = sum(1 for m in models for v in range(views) if shard.owns(m.annotation_id(v)))
+    return RenderPlan(dataset, pending, owned)

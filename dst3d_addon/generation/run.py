@@ -1,4 +1,4 @@
-"""The generate stage's driver (no torch): plan the images a dataset still lacks, feed them to the
+"""The generate stage's run (no torch): plan the images a dataset still lacks, feed them to the
 worker in batches, write their records. The batch script and Blender's Export operator both use it.
 
 `GenerateRun` is a state machine advanced by `poll()`, which never blocks for long, so Blender can
@@ -20,19 +20,21 @@ from typing import Any
 
 from .. import __version__
 from ..core.dataset import (
+    ALLOW_MIXED,
     ANNOTATIONS,
     DATASET_JSON,
     GENERATIONS,
+    OUT,
     Dataset,
-    DatasetError,
     describe_diff,
     settings_diff,
 )
+from ..core.errors import DatasetError, setting
 from ..core.generation_plan import GenerationItem, completed_keys, generation_record, plan_items
 from ..core.generation_settings import TINY, GenerationSettings
-from ..core.jobs import Shard
 from ..core.prompts import PromptSource
 from ..core.records import load_annotations
+from ..core.render_plan import Shard
 from .client import Job, WorkerClient, WorkerConfig
 from .errors import GenerationError, MissingRuntime, MissingWeights, OutOfMemory, WorkerCrashed
 
@@ -114,7 +116,7 @@ class GenerateRun:
         self.on_images = on_images
         self.on_step = on_step
         if not (self.out / ANNOTATIONS).is_file():
-            raise DatasetError(f"--out {self.out}: no {ANNOTATIONS} there; run the render stage first")
+            raise DatasetError(f"{OUT} {self.out}: no {ANNOTATIONS} there; run the render stage first")
         self.annotations = load_annotations(self.out, as_numpy=False, respect_keep=False)
         self._warn_on_stretch()
         self.client = client or WorkerClient(
@@ -160,7 +162,7 @@ class GenerateRun:
         odd = [f"{w}x{h}" for w, h in sizes if w * height != h * width]
         if odd:
             self.log(
-                f"warning: --width/--height {width}x{height} has another aspect ratio than the control "
+                f"warning: {setting('width')}/{setting('height')} {width}x{height} has another aspect ratio than the control "
                 f"images ({', '.join(odd[:3])}); they are stretched to it, and each annotation's camera "
                 "(K, bbox) still describes its control image"
             )
@@ -178,9 +180,9 @@ class GenerateRun:
         new = json.loads(json.dumps(self.stage_settings))
         if old != new:
             raise DatasetError(
-                f"--out {self.out}: this dataset was generated with other settings "
-                f"({describe_diff(settings_diff(old, new))}); pass --allow-mixed to add to it anyway, "
-                "or choose a new --out"
+                f"{OUT} {self.out}: this dataset was generated with other settings "
+                f"({describe_diff(settings_diff(old, new))}); pass {ALLOW_MIXED} to add to it anyway, "
+                f"or choose a new {OUT}"
             )
 
     def plan(self, done: set[str]) -> list[GenerationItem]:
@@ -263,7 +265,7 @@ class GenerateRun:
         if not hello.get("cuda") and not hello.get("mps"):
             raise Unavailable(
                 f"the worker Python {hello.get('python')} sees no CUDA GPU; {self.request['base']} on the CPU "
-                "takes minutes per image, so nothing was generated (pass --device cpu to run it anyway)"
+                f"takes minutes per image, so nothing was generated (pass {setting('device')} cpu to run it anyway)"
             )
 
     def _on_message(self, job: Job, message: dict[str, Any]) -> None:
@@ -348,8 +350,8 @@ class GenerateRun:
             return
         if isinstance(error, OutOfMemory):
             raise OutOfMemory(
-                f"{error}; even one image does not fit: try --dtype fp16, a smaller --width/--height, "
-                "or another --device"
+                f"{error}; even one image does not fit: try {setting('dtype')} fp16, a smaller "
+                f"{setting('width')}/{setting('height')}, or another {setting('device')}"
             )
         if isinstance(error, WorkerCrashed) and not self._crash_retried:
             self.log(f"{error}; restarting it and retrying the batch")

@@ -1,10 +1,10 @@
-"""The worker's Python: set up a managed environment, or check an existing one (no bpy in here).
+"""The managed worker environment: set it up, or check an existing Python (no bpy, no torch here).
 
-The managed environment is a venv in the extension's user folder with torch (CUDA or CPU build),
-diffusers, transformers, accelerate and safetensors. Setting it up takes minutes, so it runs as a
-`StepJob`: each step is a subprocess, `poll()` starts the next one when the last has ended and
-never blocks, so Blender's modal operator polls it from a timer and a test drives it step by
-step. Nothing here touches bpy; the operator passes in the paths and Blender's online setting.
+The managed environment is a venv in the extension's user folder with torch (CUDA or CPU build)
+and the packages `worker_env` lists. Setting it up takes minutes, so it runs as a `StepJob`: each
+step is a subprocess, `poll()` starts the next one when the last has ended and never blocks, so
+Blender's modal operator polls it from a timer and a test drives it step by step. The operator
+passes in the paths and Blender's online setting.
 """
 
 from __future__ import annotations
@@ -18,30 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import Dst3dError
+from .worker_env import OPTIONAL_MODULES, RUNTIME_MODULES, WORKER_PACKAGES
 
 #: torch builds: the package index of each (macOS takes PyPI's own build, which has MPS).
 TORCH_BUILDS: dict[str, str] = {
     "cuda": "https://download.pytorch.org/whl/cu128",
     "cpu": "https://download.pytorch.org/whl/cpu",
 }
-#: What the worker imports besides torch (dst3d_addon's core needs numpy and OpenCV, the runner PIL).
-WORKER_PACKAGES = (
-    "diffusers>=0.30",
-    "transformers>=4.44",
-    "accelerate>=0.33",
-    "safetensors>=0.4",
-    "numpy",
-    "pillow",
-    "opencv-python-headless",
-)
-#: The modules a usable worker Python must import.
-REQUIRED_MODULES = ("torch", "diffusers", "transformers", "accelerate", "safetensors")
 
 #: Printed by the check step: one JSON object with the versions and the devices.
 _CHECK_CODE = (
     "import importlib, json\n"
     "out = {}\n"
-    f"for name in {REQUIRED_MODULES!r}:\n"
+    f"for name in {RUNTIME_MODULES + OPTIONAL_MODULES!r}:\n"
     "    try:\n"
     "        out[name] = getattr(importlib.import_module(name), '__version__', '?')\n"
     "    except Exception as exc:\n"
@@ -116,7 +105,7 @@ def parse_check(output: str) -> dict:
     for line in reversed(output.splitlines()):
         if line.startswith(CHECK_PREFIX):
             report = json.loads(line[len(CHECK_PREFIX) :])
-            missing = [m for m in REQUIRED_MODULES if not report.get(m)]
+            missing = [m for m in RUNTIME_MODULES if not report.get(m)]
             if missing:
                 first = report.get("errors", {}).get(missing[0], "not installed")
                 raise RuntimeSetupError(
@@ -131,7 +120,9 @@ def describe_check(report: Mapping) -> str:
     """One line for the preferences: versions and the devices torch sees."""
     devices = ["CUDA" if report.get("cuda") else None, "MPS" if report.get("mps") else None]
     device = ", ".join(d for d in devices if d) or "CPU only"
-    return f"torch {report['torch']}, diffusers {report['diffusers']}, transformers {report['transformers']} ({device})"
+    text = f"torch {report['torch']}, diffusers {report['diffusers']}, transformers {report['transformers']} ({device})"
+    absent = [m for m in OPTIONAL_MODULES if not report.get(m)]
+    return text + (f"; no {', '.join(absent)}: LoRA presets fall back" if absent else "")
 
 
 def last_line(text: str) -> str:

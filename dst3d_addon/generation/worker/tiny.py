@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from ...core.files import build_folder_atomically
+from ..model_configs import bytes_to_unicode
+from ..worker_env import dst3d_cache_dir
 
 #: Bump when the tiny pipeline's shape changes: a new version builds into a new cache folder.
 TINY_VERSION = 1
@@ -39,29 +40,6 @@ SD15_SCHEDULER_VALUES: dict[str, object] = {
 _SEED = 0
 _WIDTH = 32  # UNet / ControlNet channels of the first block
 _TEXT_DIM = 32
-
-
-def dst3d_cache_dir() -> Path:
-    """dst3d's own cache folder: `$DST3D_CACHE`, else `~/.cache/dst3d`."""
-    env = os.environ.get("DST3D_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dst3d"
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP's / GPT-2's map of the 256 bytes to printable unicode symbols (in CLIP's vocab order)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    codes = list(printable)
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(printable, codes, strict=True)}
 
 
 def tiny_vocab() -> dict[str, int]:
@@ -152,32 +130,6 @@ def save_tiny_pipeline(folder: Path) -> None:
     (folder / TINY_MARKER).write_text(
         json.dumps({"version": TINY_VERSION, "seed": _SEED, "note": TINY_NOTE}, indent=1) + "\n"
     )
-
-
-def build_folder_atomically(final: Path, build: Callable[[Path], None], marker: str) -> Path:
-    """Make the folder `final` with `build(tmp)` unless it is complete (has `marker`); return it.
-
-    Built in a temporary folder beside `final` and renamed into place, so a reader never sees a
-    half-written folder and concurrent builders cannot corrupt it (a losing rename drops its copy).
-    `build` must write `marker` last.
-    """
-    if (final / marker).is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        build(tmp)
-        if final.exists() and not (final / marker).is_file():
-            shutil.rmtree(final, ignore_errors=True)  # left by an interrupted non-atomic writer
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / marker).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def tiny_pipeline_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:

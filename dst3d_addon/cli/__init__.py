@@ -1,0 +1,87 @@
+"""The batch script's doors: the command line and its messages, over the same functions the panel uses.
+
+`tools/dst3d_batch.py` (also under `blender -b -P`) and the `dst3d` command call `main`. Each
+stage's options and door live in a module of their own: `render.py` (and its process pool,
+`render_pool.py`), `generate.py` (generate and run), `kcf.py` (kcf, filter, report); the option
+types and the batch script's words for settings are in `options.py`. Nothing here renders,
+trains or generates: the doors parse, call the stage's run, and print one line per outcome.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..core.errors import Dst3dError
+from . import kcf
+from .generate import add_generation_options, run_all, run_generate
+from .options import PROG, Parser, UsageError, fail
+from .render import add_render_options, run_render, run_worker
+
+
+def build_parser() -> Parser:
+    """The batch script's command line."""
+    parser = Parser(prog=PROG, description="dst3d: annotated training images from aligned CAD models.")
+    parser.add_argument("--version", action="version", version=f"dst3d {__version__}")
+    stages = parser.add_subparsers(dest="stage", metavar="STAGE", parser_class=Parser)
+    stages.required = True
+
+    r = stages.add_parser(
+        "render",
+        help="render control images, masks, depth and pose annotations",
+        description="Render control images (edges), masks, depth and pose annotations of CAD models.",
+    )
+    add_render_options(r)
+    g = stages.add_parser(
+        "generate",
+        help="turn the control images into images with a ControlNet diffusion model",
+        description="Generate images from a dataset's control images with a ControlNet pipeline, "
+        "in a worker process (the GPU's), writing generations.jsonl and images/.",
+    )
+    g.add_argument("--out", required=True, metavar="DIR", help="the dataset folder (rendered already)")
+    add_generation_options(g, common=True)
+    run = stages.add_parser(
+        "run",
+        help="render, then generate",
+        description="The render stage, then the generate stage, on one dataset folder. Without weights, "
+        "a GPU or torch it still renders, and says what it skipped.",
+    )
+    add_render_options(run)
+    add_generation_options(run, common=False)
+    kcf.add_parsers(stages)
+    return parser
+
+
+def main(argv: Sequence[str], script: Path | None = None) -> int:
+    """Run the batch command line; returns the exit code.
+
+    `script` is the batch script the render workers run (tools/dst3d_batch.py); without one (the
+    installed `dst3d` command) they run `python -m dst3d_addon.cli`.
+    """
+    argv = list(argv)
+    if argv[:1] == ["_worker"]:
+        return run_worker(argv[1:])
+    try:
+        args = build_parser().parse_args(argv)
+        if args.stage == "render":
+            return run_render(args, script)
+        if args.stage == "generate":
+            return run_generate(args)
+        if args.stage == "run":
+            return run_all(args, script)
+        if args.stage in kcf.STAGES:
+            return kcf.STAGES[args.stage](args)
+        raise UsageError(f"unknown stage {args.stage!r}")
+    except (Dst3dError, ValueError) as exc:  # settings validation names the setting
+        fail(exc)
+        return 2
+
+
+def console_main() -> None:
+    """The `dst3d` command (installed with the package): the batch script without a script file."""
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)

@@ -1,0 +1,287 @@
+"""The kcf, filter and report stages' door: their options, and what the user reads of the runs in
+`kcf/run.py` (progress, one line per fold, one-line errors). No torch here."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..core.progress import Progress, format_duration
+from ..generation.worker_env import default_python
+from ..kcf.report import write_report
+from ..kcf.run import KcfOptions, KcfRun, apply_filter, check_python, plan_kcf
+from ..kcf.settings import BACKBONES, GROUP_BY, IMAGE_KINDS, OPTIMIZERS, KcfSettings, default_pretrained
+from .options import (
+    UsageError,
+    cli_text,
+    device,
+    fail,
+    finite_float,
+    fraction,
+    positive_float,
+    positive_int,
+    say,
+)
+
+
+def add_parsers(stages: argparse._SubParsersAction) -> None:
+    """Add the kcf, filter and report stages to the batch script's sub-parsers."""
+    pos_int, pos_float, fin_float = positive_int, positive_float, finite_float
+    k = stages.add_parser(
+        "kcf",
+        help="K-fold consistency filter: score every image by a pose estimator that did not see it",
+        description="Train K pose estimators (ResNet, 41-bin azimuth/elevation/theta heads), each on K-1 folds, "
+        "and score each image of the held-out fold by its loss; writes kcf.json.",
+    )
+    k.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
+    k.add_argument("--folds", type=pos_int("--folds"), default=5, metavar="K", help="folds (default 5)")
+    k.add_argument(
+        "--images", choices=IMAGE_KINDS, default="generated", help="which image of each record to judge"
+    )
+    k.add_argument("--classes", nargs="+", default=[], metavar="CLASS", help="only these classes")
+    k.add_argument(
+        "--group-by",
+        choices=GROUP_BY,
+        default="view",
+        help="keep all images of one view (default) or one CAD model in the same fold",
+    )
+    t = k.add_argument_group("training")
+    t.add_argument("--epochs", type=pos_int("--epochs"), default=30, help="epochs per fold (default 30)")
+    t.add_argument("--batch-size", type=pos_int("--batch-size"), default=32, help="default 32")
+    t.add_argument(
+        "--image-size", type=pos_int("--image-size"), default=256, metavar="PX", help="default 256"
+    )
+    t.add_argument("--lr", type=pos_float("--lr"), default=0.01, help="learning rate (default 0.01)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (default, as 3D-DST) or adamw")
+    t.add_argument("--momentum", type=fin_float("--momentum"), default=0.9, help="SGD momentum (default 0.9)")
+    t.add_argument("--weight-decay", type=fin_float("--weight-decay"), default=1e-4, help="default 1e-4")
+    t.add_argument(
+        "--backbone", choices=list(BACKBONES), default="resnet-50", help="default resnet-50 (3D-DST)"
+    )
+    t.add_argument(
+        "--pretrained",
+        default="auto",
+        metavar="ID|PATH|none",
+        help="ImageNet weights: a hub id or a local folder (default: microsoft/resnet-N for --backbone); "
+        "random initialisation, with a warning, when they cannot be had",
+    )
+    t.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random shifts and brightness while training (default on)",
+    )
+    t.add_argument(
+        "--label-sigma",
+        type=fin_float("--label-sigma"),
+        default=3.0,
+        metavar="BINS",
+        help="spread each label over neighbouring bins (circular Gaussian, in bins, default 3; 0 = 3D-DST's one-hot)",
+    )
+    t.add_argument("--seed", type=int, default=0, help="folds, initialisation and batch order derive from it")
+    x = k.add_argument_group("execution")
+    x.add_argument(
+        "--device", type=device, default="auto", help="auto (CUDA when available), cpu, cuda[:N], mps"
+    )
+    x.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
+    )
+    x.add_argument("--threads", type=pos_int("--threads"), default=None, help="CPU threads for torch")
+    x.add_argument(
+        "--python",
+        default=None,
+        metavar="PATH",
+        help="the worker Python with torch and transformers (default: $DST3D_WORKER_PYTHON or this Python)",
+    )
+    x.add_argument(
+        "--save-weights", action="store_true", help="keep each fold's model as kcf/fold_<i>.safetensors"
+    )
+    x.add_argument(
+        "--allow-mixed", action="store_true", help="rerun with other settings, replacing the previous scores"
+    )
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    f = stages.add_parser(
+        "filter",
+        help="write the kept set (keep.jsonl) from kcf.json; deletes nothing",
+        description="Keep the images with the lowest KCF scores: writes keep.jsonl, which loaders and "
+        "exporters respect. No image or record is deleted or rewritten.",
+    )
+    f.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
+    rule = f.add_mutually_exclusive_group(required=True)
+    rule.add_argument(
+        "--keep-fraction",
+        type=fraction("--keep-fraction"),
+        metavar="F",
+        help="keep the F lowest-scoring images",
+    )
+    rule.add_argument("--max-score", type=fin_float("--max-score"), metavar="S", help="keep scores <= S")
+    f.add_argument(
+        "--per-class",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="apply --keep-fraction within each class (default)",
+    )
+
+    r = stages.add_parser(
+        "report",
+        help="draw kcf_report.png: score histogram and cut, worst and best images, kept viewpoints",
+        description="Draw the KCF report: the score histogram with the cut, the worst and best images with "
+        "their labelled pose as axes, and the azimuth x elevation distribution of the kept set.",
+    )
+    r.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
+    r.add_argument("--output", metavar="PNG", help="where to write it (default <out>/kcf_report.png)")
+    r.add_argument(
+        "--count", type=pos_int("--count"), default=8, metavar="N", help="worst and best images (8)"
+    )
+    r.add_argument("--tile", type=pos_int("--tile"), default=160, metavar="PX", help="image tile size (160)")
+
+
+def settings_from_args(args: argparse.Namespace) -> KcfSettings:
+    """KcfSettings from the kcf stage's options (a bad combination raises the cli's UsageError)."""
+    pretrained = args.pretrained
+    if pretrained == "auto":
+        pretrained = default_pretrained(args.backbone)
+    elif pretrained.lower() == "none":
+        pretrained = None
+    elif pretrained.startswith(("/", ".", "~")) and not Path(pretrained).expanduser().exists():
+        raise UsageError(f"--pretrained {pretrained}: no such file or folder")
+    try:
+        return KcfSettings(
+            folds=args.folds,
+            images=args.images,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            backbone=args.backbone,
+            pretrained=pretrained,
+            group_by=args.group_by,
+            seed=args.seed,
+            classes=tuple(args.classes),
+            augment=args.augment,
+            label_sigma=args.label_sigma,
+        )
+    except ValueError as err:
+        raise UsageError(cli_text(err)) from None
+
+
+class _Lines:
+    """The kcf stage's lines while its worker runs: progress, warnings, one line per fold."""
+
+    def __init__(self, progress: Progress, quiet: bool) -> None:
+        self.progress = progress
+        self.quiet = quiet
+
+    def _say(self, text: str) -> None:
+        stream = self.progress.stream
+        if self.progress.enabled and self.progress.tty:
+            stream.write("\r\x1b[K")
+        stream.write(cli_text(text) + "\n")
+        stream.flush()
+
+    def __call__(self, msg: dict) -> None:
+        kind, quiet = msg.get("type"), self.quiet
+        if kind == "batch":
+            self.progress.update(int(msg.get("n", 0)))
+        elif kind == "warning":
+            self._say(f"dst3d kcf: warning: {msg.get('message')}")
+        elif kind == "started" and not quiet:
+            amp = f", mixed precision {msg['amp']}" if msg.get("amp") else ""
+            self._say(f"dst3d kcf: worker on {msg.get('device')}{amp}, {msg.get('images')} images loaded")
+        elif kind == "epoch" and not quiet and not self.progress.tty:
+            self._say(
+                f"dst3d kcf: fold {msg['fold'] + 1} epoch {msg['epoch']}/{msg['epochs']}: loss {msg['loss']:.3f}, "
+                f"{msg['images_per_s']:.1f} images/s"
+            )
+        elif kind == "fold_done" and not quiet:
+            self._say(
+                f"dst3d kcf: fold {msg['fold'] + 1} done in {format_duration(msg['seconds'])}: "
+                f"accuracy {100 * msg['accuracy_pi_6']:.1f}% at pi/6, {100 * msg['accuracy_pi_18']:.1f}% at pi/18"
+            )
+
+
+def _stopped(message: str) -> int:
+    """A run that started but could not finish: one line, exit status 1 (bad input gives 2)."""
+    fail(message)
+    return 1
+
+
+def run_kcf(args: argparse.Namespace) -> int:
+    """The kcf stage; returns the exit code."""
+    settings = settings_from_args(args)
+    out = Path(args.out).expanduser()
+    options = KcfOptions(
+        python=check_python(args.python or default_python()),
+        device=args.device,
+        threads=args.threads,
+        amp=args.amp,
+        save_weights=args.save_weights,
+        allow_mixed=args.allow_mixed,
+    )
+    plan = plan_kcf(out, settings, allow_mixed=args.allow_mixed)
+    sizes = [plan.fold_size(f) for f in range(settings.folds)]
+    say(
+        f"dst3d kcf: {len(plan.items)} images ({settings.images}), {settings.folds} folds by {settings.group_by} "
+        f"({', '.join(map(str, sizes))}); {len(plan.pending)} to train, {settings.folds - len(plan.pending)} "
+        f"already done -> {out}"
+    )
+    start = time.monotonic()
+    run = KcfRun(out, settings, plan, options)
+    if plan.pending:
+        progress = Progress(plan.passes, "images", enabled=not args.quiet)
+        run.on_message = _Lines(progress, args.quiet)
+        try:
+            code = run.run()
+        except KeyboardInterrupt:
+            progress.close()
+            say(
+                f"dst3d kcf: interrupted after {len(run.folds_done)} new fold(s); "
+                "run the same command again to resume"
+            )
+            return 130
+        progress.close()
+        if run.missing is not None:
+            return _stopped(run.missing_message())
+        if run.error is not None:
+            return _stopped(run.error)
+        if code != 0:
+            return _stopped(f"the kcf worker ({options.python}) exited with code {code}; see {run.log}")
+    content, path = run.finish()
+    acc = content["accuracy"]
+    say(
+        f"dst3d kcf: {len(plan.items)} images scored in {format_duration(time.monotonic() - start)}; held-out "
+        f"accuracy {100 * acc['pi_6']:.1f}% at pi/6, {100 * acc['pi_18']:.1f}% at pi/18 -> {path}"
+    )
+    return 0
+
+
+def run_filter(args: argparse.Namespace) -> int:
+    """The filter stage: keep.jsonl from kcf.json (nothing else is touched but dataset.json)."""
+    out = Path(args.out).expanduser()
+    result = apply_filter(
+        out, keep_fraction=args.keep_fraction, max_score=args.max_score, per_class=args.per_class
+    )
+    say(
+        f"dst3d filter: kept {len(result.kept)} of {result.total} images "
+        f"({100 * len(result.kept) / max(1, result.total):.1f}%), highest kept score "
+        f"{result.highest_kept:.3f} -> {result.path}"
+    )
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """The report stage: one PNG."""
+    out = Path(args.out).expanduser()
+    output = Path(args.output).expanduser() if args.output else out / "kcf_report.png"
+    write_report(out, output, count=args.count, tile=args.tile)
+    say(f"dst3d report: -> {output}")
+    return 0
+
+
+#: The stages this module adds, for the dispatch in cli/__init__.py.
+STAGES = {"kcf": run_kcf, "filter": run_filter, "report": run_report}

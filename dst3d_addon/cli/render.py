@@ -1,0 +1,262 @@
+"""The render stage's door: its options, and the run that plans the views and hands them to the
+render pool (`render_pool.py`); also the hidden `_worker` stage each render worker runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import __version__
+from ..core import catalog
+from ..core.cad_files import check_cad_file
+from ..core.errors import Dst3dError
+from ..core.progress import Progress, format_duration
+from ..core.render_plan import ModelJob, Shard, check_unique_ids, model_id_from_path, plan_render, plan_tasks
+from ..core.render_settings import (
+    AXES,
+    DEFAULT_FIT,
+    DEFAULT_RESOLUTION,
+    DEFAULT_VIEWS,
+    EDGE_MODES,
+    RenderSettings,
+)
+from ..core.sampling import DEG, STRATEGIES, Distance, SamplingSpec, parse_strategy
+from ..core.worker_pipe import Channel
+from .options import (
+    PROG,
+    Parser,
+    UsageError,
+    cli_text,
+    fail,
+    finite_float,
+    parse_resolution,
+    positive_float,
+    positive_int,
+    say,
+    shard,
+    strategy,
+)
+from .render_pool import RenderRun
+
+
+def add_render_options(r: argparse.ArgumentParser) -> None:
+    """The render stage's options (also the `run` stage's)."""
+    src = r.add_argument_group("models")
+    src.add_argument("--cad", action="append", default=[], metavar="PATH", help="a CAD file (repeatable)")
+    src.add_argument("--cad-csv", metavar="CSV", help="3D-DST's model list (synset, model, distance, ...)")
+    src.add_argument(
+        "--cad-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where --cad-csv's models are (ShapeNetCore.v2, Objaverse or OmniObject3D root)",
+    )
+    src.add_argument("--synsets", nargs="+", metavar="ID", help="only these synsets of --cad-csv")
+    src.add_argument("--class-name", help="class of the --cad models (default: object)")
+    src.add_argument("--synset", help="WordNet synset of the --cad models, e.g. n02690373")
+    src.add_argument(
+        "--forward", choices=AXES, default="-Y", help="the --cad models' front axis (default -Y)"
+    )
+    src.add_argument("--up", choices=AXES, default="Z", help="the --cad models' up axis (default Z)")
+    src.add_argument("--azimuth-offset", type=finite_float("--azimuth-offset"), default=0.0, metavar="DEG")
+    src.add_argument(
+        "--elevation-offset", type=finite_float("--elevation-offset"), default=0.0, metavar="DEG"
+    )
+
+    v = r.add_argument_group("views")
+    v.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
+    v.add_argument(
+        "--views",
+        type=positive_int("--views"),
+        default=None,
+        metavar="N",
+        help=f"views per model (default {DEFAULT_VIEWS}, or the grid's size)",
+    )
+    v.add_argument("--seed", type=int, default=0, help="run seed; each view's seed derives from it")
+    v.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION, metavar="W[xH]")
+    v.add_argument(
+        "--sampling", type=strategy, default="1", help="; ".join(f"{k}: {d}" for k, d in STRATEGIES.items())
+    )
+    v.add_argument(
+        "--theta-std",
+        type=finite_float("--theta-std"),
+        default=0.0,
+        metavar="DEG",
+        help="in-plane rotation ~ N(0, DEG) (3D-DST: 0)",
+    )
+    dist = v.add_mutually_exclusive_group()
+    dist.add_argument("--distance", type=positive_float("--distance"), metavar="D", help="fixed distance")
+    dist.add_argument(
+        "--random-distance",
+        type=positive_float("--random-distance"),
+        metavar="D",
+        help="3D-DST's random distance: truncated normal, mean D, sd 0.5, in [D-0.5, D+1.5]",
+    )
+    dist.add_argument(
+        "--fit",
+        type=positive_float("--fit"),
+        metavar="F",
+        help=f"distance at which the object fills F of the shorter side (default {DEFAULT_FIT})",
+    )
+
+    o = r.add_argument_group("output")
+    o.add_argument(
+        "--edges",
+        choices=EDGE_MODES,
+        default="canny",
+        help="canny: lines of the geometry (default); freestyle: Blender Freestyle; "
+        "canny-shaded: 3D-DST's Canny 100/200 on a Cycles render",
+    )
+    o.add_argument(
+        "--samples",
+        type=positive_int("--samples"),
+        default=32,
+        help="Cycles samples for --edges canny-shaded (default 32, as 3D-DST)",
+    )
+    o.add_argument("--no-renders", action="store_true", help="do not keep renders/<id>.png")
+    o.add_argument("--allow-mixed", action="store_true", help="write into a dataset made with other settings")
+
+    x = r.add_argument_group("execution")
+    x.add_argument(
+        "--shard",
+        type=shard,
+        default=Shard(),
+        metavar="I/N",
+        help="render only shard I of N (0 <= I < N); every shard may write the same --out",
+    )
+    x.add_argument(
+        "--workers",
+        type=positive_int("--workers"),
+        default=1,
+        metavar="K",
+        help="parallel Blender processes (default 1)",
+    )
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def settings_from_args(args: argparse.Namespace) -> RenderSettings:
+    """RenderSettings from the parsed options."""
+    if args.distance is not None:
+        distance = Distance("fixed", args.distance)
+    elif args.random_distance is not None:
+        try:
+            distance = Distance("random", args.random_distance)
+        except ValueError as exc:
+            raise UsageError(cli_text(exc)) from None
+    elif args.fit is None and args.cad_csv is not None:
+        # 3D-DST's catalogue gives each model its camera distance (ModelJob.distance_scale).
+        distance = Distance("fixed", 1.0)
+    else:
+        distance = Distance("fit", args.fit if args.fit is not None else DEFAULT_FIT)
+    spec = SamplingSpec(parse_strategy(args.sampling), distance, args.theta_std * DEG)
+    width, height = args.resolution
+    return RenderSettings(
+        width=width,
+        height=height,
+        sampling=spec,
+        edges=args.edges,
+        seed=args.seed,
+        keep_renders=not args.no_renders,
+        shaded_samples=args.samples,
+    )
+
+
+def models_from_args(args: argparse.Namespace) -> list[ModelJob]:
+    """The run's models, from --cad and --cad-csv."""
+    models: list[ModelJob] = []
+    if args.cad_csv is None and (args.cad_root or args.synsets):
+        raise UsageError("--cad-root and --synsets go with --cad-csv")
+    for path in args.cad:
+        models.append(
+            ModelJob(
+                class_name=args.class_name or "object",
+                model_id=model_id_from_path(path),
+                cad_path=str(path),
+                synset=args.synset,
+                forward=args.forward,
+                up=args.up,
+                azimuth_offset=args.azimuth_offset * DEG,
+                elevation_offset=args.elevation_offset * DEG,
+            )
+        )
+    if args.cad_csv is not None:
+        if not args.cad_root:
+            raise UsageError("--cad-csv needs --cad-root DIR (where its models are)")
+        models.extend(catalog.jobs_from_catalog(args.cad_csv, args.cad_root, args.synsets, args.class_name))
+    if not models:
+        raise UsageError("no models: give --cad PATH or --cad-csv CSV --cad-root DIR")
+    try:
+        check_unique_ids(models)
+    except ValueError as exc:
+        raise UsageError(cli_text(exc)) from None
+    return models
+
+
+def views_per_model(args: argparse.Namespace) -> int:
+    """--views, defaulting to the grid's size for grid sampling."""
+    if args.views is not None:
+        return args.views
+    grid = parse_strategy(args.sampling).grid_size
+    return grid if grid is not None else DEFAULT_VIEWS
+
+
+def run_render(args: argparse.Namespace, script: Path | None) -> int:
+    """The render stage; returns the exit code."""
+    settings = settings_from_args(args)
+    models = models_from_args(args)
+    views = views_per_model(args)
+    plan = plan_render(
+        args.out,
+        settings.as_dict(),
+        models,
+        views,
+        args.shard,
+        tool_version=__version__,
+        allow_mixed=args.allow_mixed,
+    )
+    dataset, pending, total, skipped = plan.dataset, plan.pending, plan.total, plan.skipped
+    tasks = plan_tasks(pending, args.workers)
+    say(
+        f"dst3d render: {len(models)} model(s) x {views} views, shard {args.shard.index}/{args.shard.count}: "
+        f"{total} to render, {skipped} already done -> {dataset.root}"
+    )
+    progress = Progress(total, "views", enabled=not args.quiet)
+    start = time.monotonic()
+    run = RenderRun(dataset, settings, models, tasks, args.workers, script, progress, args.shard)
+    for model, views_left in zip(models, pending, strict=True):
+        if views_left:  # a file that cannot be a model never reaches Blender
+            try:
+                check_cad_file(model.cad_path)
+            except Dst3dError as exc:
+                run.failed[run.failed_key(model)] = cli_text(exc)
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        progress.close()
+        say(f"dst3d render: interrupted after {run.written} new views; run the same command again to resume")
+        return 130
+    progress.close()
+    elapsed = time.monotonic() - start
+    rate = run.written / elapsed if elapsed > 0 else 0.0
+    say(
+        f"dst3d render: {run.written} views written, {skipped} skipped (done before), "
+        f"{len(run.failed)} model(s) failed, in {format_duration(elapsed)} ({rate:.2f} views/s)"
+    )
+    for _key, reason in sorted(run.failed.items()):
+        fail(reason)
+    return 1 if run.failed else 0
+
+
+def run_worker(argv: Sequence[str]) -> int:
+    """The hidden `_worker` stage: serve render tasks (imports bpy) over the worker pipe."""
+    Parser(prog=f"{PROG} _worker").parse_args(list(argv))
+    channel = Channel.take_stdout()  # before bpy prints anything
+    from ..blender.render_worker import serve
+
+    try:
+        return serve(sys.stdin.buffer, channel)
+    except KeyboardInterrupt:
+        return 130

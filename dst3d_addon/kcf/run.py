@@ -1,0 +1,232 @@
+"""The kcf and filter stages' runs (no torch here): they take settings, never command-line arguments.
+
+`KcfRun` plans the folds of a dataset, starts the KCF worker (`python -m dst3d_addon.kcf.worker`
+in the worker Python, over the worker pipe) on the folds not done yet, turns its messages into
+progress, and assembles kcf.json once every fold is scored. `apply_filter` writes the kept set.
+The batch script's door (`cli/kcf.py`) words what they report.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..core.dataset import Dataset
+from ..core.files import write_json_atomic
+from ..core.keep import FILTER_STAGE, select_kept, write_keep
+from ..core.worker_pipe import WorkerProcess
+from ..generation.worker_env import (
+    PACKAGE_ROOT,
+    PIP_PACKAGES,
+    WORKER_MODULES,
+    python_exists,
+    worker_environment,
+)
+from .folds import assign_folds
+from .items import collect_items
+from .results import assemble, load_kcf, read_fold, write_kcf
+from .settings import KcfError, KcfSettings
+
+WORKER_MODULE = "dst3d_addon.kcf.worker"
+
+
+@dataclass(frozen=True)
+class KcfOptions:
+    """How to run the worker (none of these change the scores' meaning)."""
+
+    python: str
+    device: str = "auto"
+    threads: int | None = None
+    amp: bool = True
+    save_weights: bool = False
+    allow_mixed: bool = False
+
+
+@dataclass
+class KcfPlan:
+    """The judged images, their folds, the inputs' fingerprint, the folds still to train, and the
+    epochs each fold trains for."""
+
+    items: list[Any]
+    folds: list[int]
+    fingerprint: str
+    pending: list[int]
+    epochs: int
+
+    def fold_size(self, fold: int) -> int:
+        """Images held out in `fold`."""
+        return sum(1 for f in self.folds if f == fold)
+
+    @property
+    def passes(self) -> int:
+        """Image passes the pending folds take: each trains on the others' images every epoch and
+        scores its own once (the progress bar's total)."""
+        return sum(self._passes(f) for f in self.pending)
+
+    def _passes(self, fold: int) -> int:
+        held_out = self.fold_size(fold)
+        return self.epochs * (len(self.items) - held_out) + held_out
+
+
+def plan_kcf(out: Path, settings: KcfSettings, *, allow_mixed: bool = False) -> KcfPlan:
+    """Open `out` for the kcf stage and plan its folds (DatasetError, FoldError naming the problem)."""
+    items = collect_items(out, settings.images, settings.classes)
+    folds = assign_folds([it.group(settings.group_by) for it in items], settings.folds, settings.seed)
+    fingerprint = settings.fingerprint(
+        [{"file": it.file, "pose": list(it.pose), "fold": f} for it, f in zip(items, folds, strict=True)]
+    )
+    Dataset.open(out, "kcf", settings.as_dict(), allow_mixed=allow_mixed, tool_version=__version__)
+    pending = [f for f in range(settings.folds) if read_fold(out, f, fingerprint) is None]
+    return KcfPlan(items, folds, fingerprint, pending, settings.epochs)
+
+
+def check_python(python: str) -> str:
+    """`python` if it can be started (KcfError naming it otherwise)."""
+    if not python or not python_exists(python):
+        raise KcfError(f"--python {python}: no such interpreter")
+    return python
+
+
+class KcfRun:
+    """Trains and scores the pending folds in one worker process; `on_message` sees each message.
+
+    After `run()`: `folds_done` (the worker's fold_done messages), `error` (its fatal line),
+    `missing` ({"module", "error"} when the worker Python lacks a package) and the exit code.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        settings: KcfSettings,
+        plan: KcfPlan,
+        options: KcfOptions,
+        on_message: Callable[[Mapping[str, Any]], None] = lambda message: None,
+    ) -> None:
+        self.out = out
+        self.settings = settings
+        self.plan = plan
+        self.options = options
+        self.on_message = on_message
+        self.log = out / "logs" / "kcf-worker.log"
+        self.error: str | None = None
+        self.missing: dict | None = None
+        self.folds_done: list[dict] = []
+
+    def _job(self) -> dict[str, Any]:
+        plan, options = self.plan, self.options
+        return {
+            "out": str(self.out.resolve()),
+            "settings": self.settings.as_dict(),
+            "fingerprint": plan.fingerprint,
+            "files": [it.file for it in plan.items],
+            "poses": [list(it.pose) for it in plan.items],
+            "folds": plan.folds,
+            "pending": plan.pending,
+            "device": options.device,
+            "threads": options.threads,
+            "amp": options.amp,
+            "save_weights": options.save_weights,
+        }
+
+    def run(self) -> int:
+        """Run the worker to its end; returns its exit code (KeyboardInterrupt stops it first)."""
+        job_path = self.out / "kcf" / "job.json"
+        write_json_atomic(job_path, self._job())
+        process = WorkerProcess(
+            [self.options.python, "-m", WORKER_MODULE, str(job_path)],
+            self.log,
+            env=worker_environment(),
+            cwd=PACKAGE_ROOT,
+        )
+        try:
+            process.start()
+        except OSError as err:
+            raise KcfError(
+                f"--python {self.options.python}: cannot start it ({err.strerror or err})"
+            ) from None
+        process.close_stdin()
+        try:
+            while True:
+                try:
+                    _, message = process.inbox.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if message is None:
+                    return process.wait()
+                self._handle(message)
+        except BaseException:
+            process.stop()
+            raise
+
+    def _handle(self, message: Mapping[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "fold_done":
+            self.folds_done.append(dict(message))
+        elif kind == "fatal":
+            self.error = str(message.get("error"))
+        elif kind == "missing":
+            self.missing = dict(message)
+        self.on_message(message)
+
+    def missing_message(self) -> str:
+        """The one line for a worker Python that lacks a package."""
+        assert self.missing is not None
+        packages = " ".join(PIP_PACKAGES[m] for m in WORKER_MODULES["kcf"])
+        return (
+            f"--python {self.options.python}: cannot import {self.missing['module']} ({self.missing['error']}); "
+            f"install torch and transformers (pip install {packages}) into that Python, "
+            "or pass --python PATH (or set DST3D_WORKER_PYTHON) to one that has them"
+        )
+
+    def finish(self) -> tuple[dict, Path]:
+        """kcf.json from every fold's results (KcfError if one is missing); returns (content, path)."""
+        results = [read_fold(self.out, f, self.plan.fingerprint) for f in range(self.settings.folds)]
+        if any(r is None for r in results):
+            raise KcfError(
+                f"kcf: fold results missing under {self.out / 'kcf'} after the worker finished; see the log"
+            )
+        content = assemble(
+            self.plan.items,
+            self.plan.folds,
+            results,
+            self.settings.as_dict(),
+            self.plan.fingerprint,
+            __version__,
+        )
+        return content, write_kcf(self.out, content)
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """What `apply_filter` kept, of how many, and where it wrote the kept set."""
+
+    kept: list[dict]
+    total: int
+    path: Path
+
+    @property
+    def highest_kept(self) -> float:
+        """The highest score kept (nan when nothing is)."""
+        return max((float(e["score"]) for e in self.kept), default=float("nan"))
+
+
+def apply_filter(
+    out: Path, *, keep_fraction: float | None, max_score: float | None, per_class: bool
+) -> FilterResult:
+    """Write keep.jsonl from kcf.json: the lowest-scoring images by one rule (nothing is deleted)."""
+    kcf = load_kcf(out)
+    entries = kcf["images"]
+    kept = select_kept(entries, keep_fraction=keep_fraction, max_score=max_score, per_class=per_class)
+    settings = {
+        "images": kcf.get("settings", {}).get("images"),
+        "keep_fraction": keep_fraction,
+        "max_score": max_score,
+        "per_class": per_class,
+        "kcf_fingerprint": kcf.get("fingerprint"),
+    }
+    Dataset.open(out, FILTER_STAGE, settings, allow_mixed=True, tool_version=__version__)
+    return FilterResult(kept, len(entries), write_keep(out, kept))
