@@ -21,8 +21,9 @@ import numpy as np
 from mathutils import Matrix
 
 from ..core.alignment import alignment_rotation, axis_matrix, compose_to_object
-from ..core.cad_files import check_cad_file, read_fbx_global_settings
+from ..core.cad_files import check_cad_file
 from ..core.errors import CadError
+from ..core.fbx import read_fbx_global_settings
 
 #: Custom properties on the imported object (so panels and operators can find the model).
 PROP_MODEL = "dst3d_model"

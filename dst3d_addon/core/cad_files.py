@@ -1,4 +1,4 @@
-"""Cheap checks of a CAD file before Blender sees it, and the FBX settings its importer reads.
+"""Cheap checks of a CAD file before Blender sees it.
 
 Blender's importers react to bad files in many ways (an exception, a 'CANCELLED' result, a line on
 the console, or a silently empty scene). These checks read headers and declared sizes, so that a
@@ -6,7 +6,8 @@ missing, empty, truncated or mislabelled file fails at once with a one-line `Cad
 file and the problem. They also look for nan/inf vertex coordinates where that is a plain scan
 (text formats, binary STL, binary PLY vertex rows, glTF float positions): Blender's importers
 validate meshes and silently turn such coordinates into 0, so after import they cannot be seen.
-The checks cannot prove a file is good: the importer has the last word.
+The checks cannot prove a file is good: the importer has the last word. Binary FBX records are
+walked by fbx.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from .errors import CadError
+from .fbx import top_level_records
 
 #: File extensions import_cad understands (lower case, with the dot).
 SUPPORTED = {".obj", ".glb", ".gltf", ".ply", ".stl", ".fbx"}
@@ -443,7 +445,7 @@ def _check_fbx(p: Path, size: int) -> None:
         version = struct.unpack_from("<I", head, 23)[0]
         if version < FBX_MIN_VERSION:
             raise _bad(p, f"FBX version {version} is too old: Blender imports {FBX_MIN_VERSION} or later")
-        names = {rec[0] for rec in _fbx_top_records(p, size, version)}
+        names = {rec[0] for rec in top_level_records(p, size, version)}
         for needed in ("GlobalSettings", "Objects"):
             if needed not in names:
                 raise _bad(p, f"corrupt binary FBX: no top-level {needed!r} section")
@@ -452,116 +454,6 @@ def _check_fbx(p: Path, size: int) -> None:
     if text.startswith(b";") or b"FBXHeaderExtension:" in text:
         raise _bad(p, "ASCII FBX is not supported by Blender's importer: re-export it as binary FBX")
     raise _bad(p, "not an FBX file: no 'Kaydara FBX Binary' header")
-
-
-def _fbx_record_header(data: bytes, offset: int, version: int) -> tuple[int, int, int, int]:
-    """(end_offset, num_properties, property_bytes, name_length) of the record at `offset`."""
-    if version >= 7500:
-        return struct.unpack_from("<QQQB", data, offset)
-    return struct.unpack_from("<IIIB", data, offset)
-
-
-def _fbx_top_records(p: Path, size: int, version: int) -> list[tuple[str, int, int]]:
-    """Walk the top-level records by their end offsets: (name, start, end) each.
-
-    Every record stores the absolute offset where it ends, so a truncated file shows up as a
-    record ending past the end of the file or as a missing end record.
-    """
-    head_len = 25 if version >= 7500 else 13
-    records = []
-    with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        offset = 27
-        while True:
-            if offset + head_len > size:
-                raise _bad(
-                    p, f"truncated binary FBX: the file ends at byte {size} inside its top-level records"
-                )
-            end, _nprops, _plen, nlen = _fbx_record_header(data, offset, version)
-            if end == 0:
-                return records
-            name = bytes(data[offset + head_len : offset + head_len + nlen]).decode("ascii", "replace")
-            if end > size:
-                raise _bad(
-                    p, f"truncated binary FBX: section {name!r} ends at byte {end}, the file has {size}"
-                )
-            if end <= offset + head_len:
-                raise _bad(p, f"corrupt binary FBX: section {name!r} at byte {offset} has a bad end offset")
-            records.append((name, offset, end))
-            offset = end
-
-
-def _fbx_properties(data: bytes, offset: int, count: int) -> tuple[list, int]:
-    """Decode `count` scalar/string properties from `offset`; arrays are skipped (None)."""
-    scalars = {"Y": "<h", "C": "<?", "I": "<i", "F": "<f", "D": "<d", "L": "<q"}
-    values = []
-    for _ in range(count):
-        code = chr(data[offset])
-        offset += 1
-        if code in scalars:
-            fmt = scalars[code]
-            values.append(struct.unpack_from(fmt, data, offset)[0])
-            offset += struct.calcsize(fmt)
-        elif code in "SR":
-            (n,) = struct.unpack_from("<I", data, offset)
-            raw = bytes(data[offset + 4 : offset + 4 + n])
-            values.append(raw.decode("utf-8", "replace") if code == "S" else raw)
-            offset += 4 + n
-        elif code in "fdlib":
-            _n, _enc, clen = struct.unpack_from("<III", data, offset)
-            values.append(None)
-            offset += 12 + clen
-        else:
-            raise ValueError(f"unknown FBX property type {code!r}")
-    return values, offset
-
-
-def read_fbx_global_settings(path: str | os.PathLike) -> dict[str, object]:
-    """The GlobalSettings properties of a binary FBX (UnitScaleFactor, UpAxis, FrontAxis, ...).
-
-    Blender's importer derives its axis change and unit scale from these; reading them here lets
-    the import compute exactly what it did. Raises CadError for a file check_cad_file rejects.
-    """
-    p = Path(path)
-    if check_cad_file(p) != "fbx":
-        raise _bad(p, "not an FBX file")
-    size = p.stat().st_size
-    with open(p, "rb") as fh:
-        version = struct.unpack("<I", fh.read(27)[23:27])[0]
-    head_len = 25 if version >= 7500 else 13
-    found = {rec[0]: rec for rec in _fbx_top_records(p, size, version)}
-    _name, start, end = found["GlobalSettings"]
-    settings: dict[str, object] = {}
-    try:
-        with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            for child_start, child_end in _fbx_children(data, start, end, version):
-                nlen = _fbx_record_header(data, child_start, version)[3]
-                if bytes(data[child_start + head_len : child_start + head_len + nlen]) != b"Properties70":
-                    continue
-                for p_start, _p_end in _fbx_children(data, child_start, child_end, version):
-                    _e2, n2, _pl2, nl2 = _fbx_record_header(data, p_start, version)
-                    values, _ = _fbx_properties(data, p_start + head_len + nl2, n2)
-                    if len(values) >= 5 and isinstance(values[0], str):
-                        settings[values[0]] = values[4]
-    except (struct.error, ValueError, IndexError) as exc:
-        raise _bad(p, f"corrupt binary FBX: cannot read its GlobalSettings ({exc})") from exc
-    return settings
-
-
-def _fbx_children(data: bytes, start: int, end: int, version: int) -> list[tuple[int, int]]:
-    """(start, end) of the nested records of the record at `start` (which ends at `end`)."""
-    head_len = 25 if version >= 7500 else 13
-    _e, _n, plen, nlen = _fbx_record_header(data, start, version)
-    offset = start + head_len + nlen + plen
-    children = []
-    while offset + head_len <= end:
-        child_end, _n2, _p2, _l2 = _fbx_record_header(data, offset, version)
-        if child_end == 0:
-            break
-        if child_end <= offset or child_end > end:
-            raise ValueError(f"record at byte {offset} has a bad end offset {child_end}")
-        children.append((offset, child_end))
-        offset = child_end
-    return children
 
 
 _CHECKS = {

@@ -24,8 +24,8 @@ from dst3d_addon.blender.cad_import import (
 )
 from dst3d_addon.blender.rig import ensure_camera
 from dst3d_addon.core.alignment import axis_matrix
-from dst3d_addon.core.cad_files import read_fbx_global_settings
 from dst3d_addon.core.errors import CadError, Dst3dError
+from dst3d_addon.core.fbx import read_fbx_global_settings
 from tests.cad_samples import (
     FACES,
     NOSE,

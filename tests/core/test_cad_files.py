@@ -8,8 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-from dst3d_addon.core.cad_files import SUPPORTED, check_cad_file, read_fbx_global_settings
+from dst3d_addon.core.cad_files import SUPPORTED, check_cad_file
 from dst3d_addon.core.errors import CadError, Dst3dError
+from dst3d_addon.core.fbx import read_fbx_global_settings
 from tests.cad_samples import gltf_document, write_glb, write_gltf, write_obj, write_ply, write_stl
 
 
