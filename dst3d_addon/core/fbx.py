@@ -88,19 +88,17 @@ def read_fbx_global_settings(path: str | os.PathLike) -> dict[str, object]:
     """The GlobalSettings properties of a binary FBX (UnitScaleFactor, UpAxis, FrontAxis, ...).
 
     Blender's importer derives its axis change and unit scale from these; reading them here lets
-    the import compute exactly what it did. Raises CadError for a file check_cad_file rejects.
+    the import compute exactly what it did. Give it a file `cad_files.check_cad_file` found to be a
+    binary FBX (as the importer does): anything else raises CadError.
     """
-    # cad_files' FBX check uses this module's record walker, so it is imported here, not at the top.
-    from .cad_files import check_cad_file
-
     p = Path(path)
-    if check_cad_file(p) != "fbx":
-        raise CadError(f"{p}: not an FBX file")
     size = p.stat().st_size
     with open(p, "rb") as fh:
         version = struct.unpack("<I", fh.read(27)[23:27])[0]
     head_len = _head_len(version)
     found = {rec[0]: rec for rec in top_level_records(p, size, version)}
+    if "GlobalSettings" not in found:
+        raise CadError(f"{p}: corrupt binary FBX: no top-level 'GlobalSettings' section")
     _name, start, end = found["GlobalSettings"]
     settings: dict[str, object] = {}
     try:
