@@ -22,19 +22,20 @@ The denoising-loop time runs from the end of latent preparation to the last step
 encoding, control preprocessing and VAE decoding excluded); achieved TFLOP/s counts the FLOPs of one
 guided step (ControlNet + UNet on the conditional and unconditional rows, counted on the meta
 device: 2.17 TFLOP per image at 512x512) times images times network evaluations.
+
+This module is the benchmark itself (its runs, the report, the options); the random-weight models come
+from `tools/random_sd15.py` and the timing harness (clock, loop probe, figures) from `tools/timing.py`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +43,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dst3d_addon.generation.model_configs import family_config_dir
 from dst3d_addon.generation.worker.pipelines import LoadedPipeline, PipelineRequest, set_scheduler
 from dst3d_addon.generation.worker.runner import ImageItem, JobSettings, generate_images
-
-#: FLOPs of one guided denoising step of one 512x512 image (UNet 0.80 + ControlNet 0.28, times two).
-NOMINAL_GUIDED_STEP_FLOPS_512 = 2.17e12
-#: Dense bf16 (= fp16) tensor-core peak in TFLOP/s, matched against torch.cuda.get_device_name():
-#: the first entry whose words all occur in the name wins.
-PEAK_BF16_TFLOPS: tuple[tuple[tuple[str, ...], float, str], ...] = (
-    (("H100", "PCIE"), 756.0, "H100 PCIe"),
-    (("H100", "NVL"), 835.0, "H100 NVL"),
-    (("H100",), 989.0, "H100 SXM"),
-    (("H200",), 989.0, "H200"),
-    (("A100",), 312.0, "A100"),
-    (("L40S",), 362.0, "L40S"),
-    (("4090",), 165.0, "RTX 4090"),
+from tools.random_sd15 import (
+    NOMINAL_GUIDED_STEP_FLOPS_512,
+    Components,
+    build_components,
+    build_denoisers,
+    guided_step,
+    guided_step_flops,
+    make_pipeline,
+    sd15_configs,
 )
+from tools.timing import Clock, LoopProbe, Result, measure, peak_tflops
+
 #: Targets of the issue, measured on an H100.
 TARGET_RATIO = 3.0
 TARGET_PEAK_FRACTION = 0.40
@@ -71,253 +69,7 @@ NEGATIVE = "blurry, low quality"
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-# --- models ----------------------------------------------------------------------------------------------
-
-
-def _shrunk(channels: list[int], factor: float) -> list[int]:
-    """Channel counts times `factor`, kept multiples of 32 (GroupNorm's 32 groups), at least 32."""
-    return [max(32, round(c * factor / 32) * 32) for c in channels]
-
-
-def sd15_configs(small: bool) -> dict[str, dict[str, Any]]:
-    """The published SD1.5 + ControlNet component configs; with `small`, about 1/10 of the channels."""
-    folder = family_config_dir("sd15")
-    configs = {
-        name: json.loads((folder / name / file).read_text(encoding="utf-8"))
-        for name, file in (
-            ("unet", "config.json"),
-            ("controlnet", "config.json"),
-            ("vae", "config.json"),
-            ("text_encoder", "config.json"),
-            ("scheduler", "scheduler_config.json"),
-        )
-    }
-    configs["tokenizer_dir"] = {"path": str(folder / "tokenizer")}
-    if small:
-        width = 64
-        for name in ("unet", "controlnet"):
-            configs[name]["block_out_channels"] = _shrunk(configs[name]["block_out_channels"], 0.1)
-            configs[name]["cross_attention_dim"] = width
-        configs["controlnet"]["conditioning_embedding_out_channels"] = [16, 16, 32, 32]
-        configs["vae"]["block_out_channels"] = _shrunk(configs["vae"]["block_out_channels"], 0.1)
-        configs["vae"]["layers_per_block"] = 1
-        configs["text_encoder"].update(
-            hidden_size=width, intermediate_size=4 * width, num_attention_heads=4, num_hidden_layers=2
-        )
-        configs["text_encoder"]["projection_dim"] = width
-    return configs
-
-
-@dataclass
-class Components:
-    """The random-weight pipeline components, on one device in one dtype."""
-
-    unet: Any
-    controlnet: Any
-    vae: Any
-    text_encoder: Any
-    tokenizer: Any
-    scheduler_config: dict[str, Any]
-
-
-def build_components(
-    configs: dict[str, dict[str, Any]], device: torch.device, dtype: torch.dtype
-) -> Components:
-    """UNet, ControlNet, VAE and CLIP text encoder with random weights (initialised on `device`)."""
-    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        unet = UNet2DConditionModel.from_config(configs["unet"])
-        controlnet = ControlNetModel.from_config(configs["controlnet"])
-        vae = AutoencoderKL.from_config(configs["vae"])
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(configs["text_encoder"]))
-    modules = (unet, controlnet, vae, text_encoder)
-    for module in modules:
-        module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    tokenizer = CLIPTokenizer.from_pretrained(configs["tokenizer_dir"]["path"])
-    return Components(unet, controlnet, vae, text_encoder, tokenizer, configs["scheduler"])
-
-
-def make_pipeline(parts: Components, scheduler: Any) -> Any:
-    """A StableDiffusionControlNetPipeline around `parts` (no safety checker), progress bar off."""
-    from diffusers import StableDiffusionControlNetPipeline
-
-    pipe = StableDiffusionControlNetPipeline(
-        vae=parts.vae,
-        text_encoder=parts.text_encoder,
-        tokenizer=parts.tokenizer,
-        unet=parts.unet,
-        controlnet=parts.controlnet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def guided_step_flops(configs: dict[str, dict[str, Any]], size: int) -> float:
-    """FLOPs of one guided step (ControlNet + UNet on 2 rows) of one image, counted on the meta device."""
-    from diffusers import ControlNetModel, UNet2DConditionModel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    latent = size // 8
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(configs["unet"])
-        controlnet = ControlNetModel.from_config(configs["controlnet"])
-        sample = torch.empty(2, 4, latent, latent)
-        text = torch.empty(2, 77, configs["unet"]["cross_attention_dim"])
-        control = torch.empty(2, 3, size, size)
-        step = torch.tensor(500)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        down, mid = controlnet(
-            sample, step, encoder_hidden_states=text, controlnet_cond=control, return_dict=False
-        )
-        unet(
-            sample,
-            step,
-            encoder_hidden_states=text,
-            down_block_additional_residuals=down,
-            mid_block_additional_residual=mid,
-            return_dict=False,
-        )
-    return float(counter.get_total_flops())
-
-
-# --- measuring -------------------------------------------------------------------------------------------
-
-
-class Clock:
-    """Wall time of a whole call and of its denoising loop (CUDA events on a GPU)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.device = device
-
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-
-    def mark(self) -> Any:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return time.perf_counter()
-
-    def seconds(self, start: Any, end: Any) -> float:
-        if self.cuda:
-            return start.elapsed_time(end) / 1e3
-        return end - start
-
-
-@dataclass
-class LoopProbe:
-    """Marks the start of the denoising loop (after the pipeline's `prepare_latents`) and its last step."""
-
-    clock: Clock
-    start: Any = None
-    end: Any = None
-    evaluations: int = 0
-
-    def attach(self, pipe: Any) -> None:
-        original = pipe.prepare_latents
-
-        def prepare_latents(*args: Any, **kwargs: Any) -> Any:
-            latents = original(*args, **kwargs)
-            self.start = self.clock.mark()
-            return latents
-
-        pipe.prepare_latents = prepare_latents
-
-    @staticmethod
-    def detach(pipe: Any) -> None:
-        vars(pipe).pop("prepare_latents", None)
-
-    def reset(self) -> None:
-        self.start = self.end = None
-        self.evaluations = 0
-
-    def step(self) -> None:
-        self.evaluations += 1
-        self.end = self.clock.mark()
-
-    def loop_seconds(self) -> float:
-        return self.clock.seconds(self.start, self.end)
-
-
-@dataclass
-class Result:
-    """The figures of one configuration."""
-
-    name: str
-    images: int  # per call
-    steps: int  # requested
-    guided: bool
-    calls: list[float] = field(default_factory=list)  # seconds per call
-    loops: list[float] = field(default_factory=list)  # seconds of the denoising loop per call
-    evaluations: int = 0  # network evaluations per call (PNDM makes steps + 1)
-    warmup_s: float = 0.0
-    peak_bytes: int | None = None
-
-    @property
-    def call_s(self) -> float:
-        return statistics.median(self.calls)
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.call_s
-
-    @property
-    def loop_s(self) -> float:
-        return statistics.median(self.loops)
-
-    def tflops(self, guided_flops: float) -> float:
-        per_eval = guided_flops if self.guided else guided_flops / 2
-        return per_eval * self.images * self.evaluations / self.loop_s / 1e12
-
-
-def measure(
-    name: str,
-    run: Callable[[LoopProbe], None],
-    probe: LoopProbe,
-    images: int,
-    steps: int,
-    guided: bool,
-    warmup: int,
-    repeats: int,
-) -> Result:
-    """Time `run` (warm-up calls first, reported apart) and record its peak device memory."""
-    clock = probe.clock
-    result = Result(name, images, steps, guided)
-    start = time.perf_counter()
-    for _ in range(warmup):
-        probe.reset()
-        run(probe)
-    clock.sync()
-    result.warmup_s = time.perf_counter() - start
-    if clock.cuda:
-        torch.cuda.reset_peak_memory_stats(clock.device)
-    for _ in range(repeats):
-        probe.reset()
-        clock.sync()
-        start = time.perf_counter()
-        run(probe)
-        clock.sync()
-        result.calls.append(time.perf_counter() - start)
-        result.loops.append(probe.loop_seconds())
-        result.evaluations = probe.evaluations
-    if clock.cuda:
-        result.peak_bytes = torch.cuda.max_memory_allocated(clock.device)
-    print(
-        f"  {name}: {result.call_s:.3f} s/call, loop {result.loop_s:.3f} s "
-        f"({result.evaluations} evaluations), warm-up {result.warmup_s:.1f} s",
-        flush=True,
-    )
-    return result
+# --- runs ------------------------------------------------------------------------------------------------
 
 
 def write_control(folder: Path, size: int) -> str:
@@ -333,17 +85,6 @@ def write_control(folder: Path, size: int) -> str:
     return str(path)
 
 
-def peak_tflops(device: torch.device) -> tuple[float | None, str]:
-    """The device's dense bf16 peak in TFLOP/s and the table row it matched (None if unknown)."""
-    if device.type != "cuda":
-        return None, "cpu"
-    name = torch.cuda.get_device_name(device).upper()
-    for words, peak, label in PEAK_BF16_TFLOPS:
-        if all(w in name for w in words):
-            return peak, label
-    return None, "unknown"
-
-
 def compile_modules(parts: Components, mode: str) -> dict[str, Any]:
     """torch.compile the UNet and ControlNet (static shapes: each batch shape compiles once)."""
     import torch._inductor.config as inductor
@@ -353,9 +94,6 @@ def compile_modules(parts: Components, mode: str) -> dict[str, Any]:
         "unet": torch.compile(parts.unet, mode=mode, dynamic=False),
         "controlnet": torch.compile(parts.controlnet, mode=mode, dynamic=False),
     }
-
-
-# --- runs ------------------------------------------------------------------------------------------------
 
 
 def _plain_run(pipe: Any, control: Image.Image, size: int, steps: int) -> Callable[[LoopProbe], None]:
@@ -618,8 +356,6 @@ def report(results: list[Result], flops: float, device: torch.device, args: argp
 
 def run_one_step(args: argparse.Namespace) -> None:
     """Time one guided ControlNet + UNet step of one image (2 rows), without the pipeline."""
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
     device = torch.device(args.device)
     dtype_name = args.dtype or ("fp16" if device.type == "cuda" else "fp32")
     dtype = _DTYPES[dtype_name]
@@ -632,8 +368,7 @@ def run_one_step(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     torch.manual_seed(0)
     with torch.device(device):
-        unet = UNet2DConditionModel.from_config(configs["unet"])
-        controlnet = ControlNetModel.from_config(configs["controlnet"])
+        unet, controlnet = build_denoisers(configs)
     for module in (unet, controlnet):
         module.to(dtype=dtype).eval().requires_grad_(False)
         if device.type == "cuda":
@@ -645,27 +380,14 @@ def run_one_step(args: argparse.Namespace) -> None:
     control = torch.rand(2, 3, args.size, args.size, device=device, dtype=dtype)
     step = torch.tensor(500, device=device)
 
-    def one() -> None:
-        down, mid = controlnet(
-            sample, step, encoder_hidden_states=text, controlnet_cond=control, return_dict=False
-        )
-        unet(
-            sample,
-            step,
-            encoder_hidden_states=text,
-            down_block_additional_residuals=down,
-            mid_block_additional_residual=mid,
-            return_dict=False,
-        )
-
     times = []
     with torch.inference_mode():
         for _ in range(warmup):
-            one()
+            guided_step(unet, controlnet, sample, step, text, control)
         for _ in range(repeats):
             clock.sync()
             t = time.perf_counter()
-            one()
+            guided_step(unet, controlnet, sample, step, text, control)
             clock.sync()
             times.append(time.perf_counter() - t)
     best = min(times)
