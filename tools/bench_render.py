@@ -39,7 +39,7 @@ def per_view(path: Path, views: int, recipe_views: int, size: int, folder: Path)
 
     from dst3d_addon.blender.cad_import import import_cad
     from dst3d_addon.blender.scene_render import SceneRenderer
-    from dst3d_addon.core import control, dataset
+    from dst3d_addon.core import control, files
     from dst3d_addon.core.render_plan import ModelJob, model_id_from_path
     from dst3d_addon.core.render_settings import RenderSettings
     from dst3d_addon.core.sampling import Distance, SamplingSpec, parse_strategy
@@ -66,7 +66,7 @@ def per_view(path: Path, views: int, recipe_views: int, size: int, folder: Path)
         _, pose = view_pose(settings, job, view, mesh)
         image = renderer.render(pose)
         edges = control.canny(image)
-        dataset.write_png(recipe_out / f"{view:06d}.png", edges)
+        files.write_png(recipe_out / f"{view:06d}.png", edges)
     recipe = (time.perf_counter() - start) / recipe_views
     return {"triangles": len(mesh.faces), "ours": ours, "recipe": recipe}
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import control, dataset, raster, records
+from . import control, raster, records
 from .camera import Pose, extrinsics
+from .files import write_depth_npz, write_png
 from .render_plan import ModelJob
 from .render_settings import RenderSettings
 from .sampling import sample_pose
@@ -88,11 +89,11 @@ def render_view(
 
     annotation_id = job.annotation_id(view)
     files = file_paths(annotation_id, settings.keep_renders)
-    dataset.write_png(out / files["control"], edges)
-    dataset.write_png(out / files["mask"], control.mask_image(ras.mask))
-    dataset.write_depth_npz(out / files["depth"], ras.depth)
+    write_png(out / files["control"], edges)
+    write_png(out / files["mask"], control.mask_image(ras.mask))
+    write_depth_npz(out / files["depth"], ras.depth)
     if settings.keep_renders:
-        dataset.write_png(out / files["render"], render)
+        write_png(out / files["render"], render)
 
     return records.annotation_record(
         annotation_id=annotation_id,
