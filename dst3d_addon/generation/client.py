@@ -24,7 +24,7 @@ from typing import Any
 from ..core.worker_pipe import WorkerProcess, describe_exit
 from .errors import GenerationError, MissingRuntime, WorkerCrashed, error_from_kind
 from .protocol import PROTOCOL_VERSION, WORKER_MODULE
-from .worker_env import PACKAGE_ROOT, default_python, python_exists, worker_environment
+from .worker_env import default_python, package_path, python_exists, worker_environment
 
 
 @dataclass
@@ -160,7 +160,7 @@ class WorkerClient:
             [python, "-u", "-m", WORKER_MODULE],
             self._log_path,
             env=worker_environment(self.config.env),
-            cwd=PACKAGE_ROOT,
+            cwd=package_path(),
         )
         try:
             process.start(banner="dst3d worker started")

@@ -9,6 +9,7 @@ the devices a user may name, whether the Hugging Face hub may be used, and dst3d
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from ..core.errors import SettingError, setting
 
-#: The folder that holds the `dst3d_addon` package: the workers import it from there.
+#: The folder that holds the `dst3d_addon` package (a checkout, an extension, or site-packages).
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 WORKER_PYTHON_ENV = "DST3D_WORKER_PYTHON"
 
@@ -76,12 +77,34 @@ def python_exists(python: str) -> bool:
     return Path(python).is_file() or shutil.which(python) is not None
 
 
+def package_path() -> Path:
+    """The folder a worker gets first on its path (and as its working folder) to import this
+    `dst3d_addon`: the checkout or extension folder, but never a whole site-packages, whose
+    compiled packages would shadow those of a worker Python of another version. For an installed
+    package it is a folder in dst3d's cache holding only a link to the package."""
+    if PACKAGE_ROOT.name not in ("site-packages", "dist-packages"):
+        return PACKAGE_ROOT
+    package = PACKAGE_ROOT / "dst3d_addon"
+    tag = hashlib.sha256(str(package).encode()).hexdigest()[:12]
+    folder = dst3d_cache_dir() / "python-path" / tag
+    link = folder / "dst3d_addon"
+    if not link.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            os.symlink(package, link, target_is_directory=True)
+        except FileExistsError:
+            pass
+        except OSError:  # no symbolic links here (Windows without the right): the worker needs dst3d
+            return PACKAGE_ROOT
+    return folder
+
+
 def worker_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a worker starts with: ours, `extra`, the package root first on its path,
+    """The environment a worker starts with: ours, `extra`, `package_path()` first on its path,
     and unbuffered output (its log is read while it runs)."""
     env = dict(os.environ)
     env.update(extra or {})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(package_path()), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -20,9 +20,9 @@ from ..core.files import write_json_atomic
 from ..core.keep import FILTER_STAGE, select_kept, write_keep
 from ..core.worker_pipe import WorkerProcess
 from ..generation.worker_env import (
-    PACKAGE_ROOT,
     PIP_PACKAGES,
     WORKER_MODULES,
+    package_path,
     python_exists,
     worker_environment,
 )
@@ -140,7 +140,7 @@ class KcfRun:
             [self.options.python, "-m", WORKER_MODULE, str(job_path)],
             self.log,
             env=worker_environment(),
-            cwd=PACKAGE_ROOT,
+            cwd=package_path(),
         )
         try:
             process.start()

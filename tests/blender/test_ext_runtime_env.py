@@ -98,7 +98,8 @@ def test_check_of_a_python_without_torch_says_what_is_missing(tmp_path: Path) ->
     _drive(job)
     assert job.state == "done"
     with pytest.raises(
-        RuntimeSetupError, match=r"lacks torch, diffusers, transformers, accelerate, safetensors \(torch: "
+        RuntimeSetupError,
+        match=r"lacks torch, diffusers, transformers, safetensors, numpy, cv2, accelerate \(torch: ",
     ):
         parse_check(job.output)
     with pytest.raises(RuntimeSetupError, match="the check printed no report: boom"):

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from dst3d_addon import cli
+from dst3d_addon.cli.render import views_per_model
 
 
 def parse(*argv: str):
@@ -127,7 +128,7 @@ def test_shard_default_and_value(stage):
 )
 def test_views_per_model(argv, views):
     args = parse("render", "--out", "d", *argv)
-    assert cli.views_per_model(args) == views
+    assert views_per_model(args) == views
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from dst3d_addon.core.worker_pipe import Channel, LineReader, WorkerProcess, describe_exit, encode
-from dst3d_addon.generation.worker_env import PACKAGE_ROOT, worker_environment
+from dst3d_addon.generation.worker_env import package_path, worker_environment
 
 
 def test_round_trip_with_partial_lines():
@@ -79,7 +79,7 @@ def test_worker_process_messages_log_and_exit(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     log = tmp_path / "logs" / "worker.log"
-    process = WorkerProcess([sys.executable, str(script)], log, env=worker_environment(), cwd=PACKAGE_ROOT)
+    process = WorkerProcess([sys.executable, str(script)], log, env=worker_environment(), cwd=package_path())
     process.start(banner="test worker")
     process.send({"type": "ignored"})
     process.close_stdin()
@@ -98,7 +98,10 @@ def test_stop_ends_a_worker_that_does_not_listen(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     process = WorkerProcess(
-        [sys.executable, str(script), "hang"], tmp_path / "w.log", env=worker_environment(), cwd=PACKAGE_ROOT
+        [sys.executable, str(script), "hang"],
+        tmp_path / "w.log",
+        env=worker_environment(),
+        cwd=package_path(),
     )
     process.start()
     process.send({"type": "x"})

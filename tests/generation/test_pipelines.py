@@ -111,11 +111,16 @@ def test_request_round_trips_through_a_dict() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("scheduler", "pndm"), ("dtype", "fp8"), ("device", "tpu"), ("family", "sd3")],
+    [("scheduler", "pndm"), ("dtype", "fp8"), ("family", "sd3")],
 )
 def test_unknown_options_are_refused(field: str, value: str) -> None:
     with pytest.raises(BadInput, match=f"{field} '{value}' is unknown"):
         PipelineRequest(base="tiny", **{field: value})
+
+
+def test_an_unknown_device_is_refused_naming_it() -> None:
+    with pytest.raises(BadInput, match=r"^device 'tpu': use auto, cpu, cuda, cuda:N or mps$"):
+        PipelineRequest(base="tiny", device="tpu")
 
 
 # --- tiny, folders, schedulers --------------------------------------------------------------------------

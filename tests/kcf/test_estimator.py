@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import ResNetConfig, ResNetModel
 
+from dst3d_addon.cli.options import cli_text
 from dst3d_addon.kcf.estimator import PretrainedError, Trainer, build_backbone
 from dst3d_addon.kcf.settings import BACKBONES, KcfSettings
 
@@ -21,7 +22,7 @@ def test_a_hub_id_offline_falls_back_to_random_quickly_with_one_warning(monkeypa
     model, init, warning = build_backbone("resnet-18", "no-such-org/resnet-18-nowhere")
     assert time.monotonic() - start < 20
     assert init == "random" and isinstance(model, ResNetModel)
-    assert warning is not None and "\n" not in warning and "--pretrained no-such-org" in warning
+    assert warning is not None and "\n" not in warning and "--pretrained no-such-org" in cli_text(warning)
     assert model.config.depths == [2, 2, 2, 2] and model.config.layer_type == "basic"
 
 
@@ -40,7 +41,7 @@ def test_a_local_folder_loads_and_must_match_the_backbone(tmp_path):
     model, init, warning = build_backbone("resnet-tiny", str(tmp_path / "tiny"))
     assert init.startswith("pretrained:") and warning is None
     assert torch.equal(model.embedder.embedder.convolution.weight, saved.embedder.embedder.convolution.weight)
-    with pytest.raises(PretrainedError, match="--backbone resnet-18"):
+    with pytest.raises(PretrainedError, match="is not backbone resnet-18; pick the matching backbone"):
         build_backbone("resnet-18", str(tmp_path / "tiny"))
 
 
