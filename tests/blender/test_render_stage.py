@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,8 +21,9 @@ import pytest
 import trimesh
 
 from dst3d_addon.core.camera import Intrinsics, project
+from dst3d_addon.core.dataset import read_records
 from dst3d_addon.core.records import load_annotations
-from tests.batch_script import ROOT, SAMPLE, batch_command, run_batch
+from tests.batch_script import SAMPLE, kill_group, run_batch, start_batch, survivors
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -107,13 +107,14 @@ def test_geometry_every_format_projects_onto_its_mask(formats, tmp_path):
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    total = 30  # at 640x480, about 2 s of rendering after the first view: the kill lands well before
     common = [
         "--cad",
         SAMPLE,
         "--views",
-        14,
+        total,
         "--resolution",
-        "96x80",
+        "640x480",
         "--theta-std",
         15,
         "--class-name",
@@ -125,26 +126,25 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     assert run_batch("render", "--out", full, *common).returncode == 0
 
     part = tmp_path / "part"
-    proc = subprocess.Popen(
-        batch_command("render", "--out", part, *common),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
+    proc = start_batch("render", "--out", part, *common)
     annotations = part / "annotations.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if annotations.exists() and annotations.read_text().count("\n") >= 4:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    written = annotations.read_text().count("\n")
-    assert 4 <= written < 14, "the kill must land part-way"
+    try:
+        while not (annotations.exists() and len(read_records(annotations)) >= 2):
+            assert proc.poll() is None, "finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        workers = kill_group(proc)  # the CLI and its render workers (sessions of their own), mid-run
+    assert workers, "the render worker was not found below the CLI"
+    assert survivors(workers) == [], "a render worker outlived the kill"
+    written = len(read_records(annotations))
+    assert 2 <= written < total, "the kill must land part-way"
 
     resumed = run_batch("render", "--out", part, *common)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{written} skipped" in resumed.stderr or "skipped" in resumed.stderr
+    assert f"{total - written} to render, {written} already done" in resumed.stderr
+    assert f"dst3d render: {total - written} views written, {written} skipped (done before)" in resumed.stderr
     assert sorted_records(part) == sorted_records(full)
     for record in sorted_records(full):
         for rel in record["files"].values():
@@ -152,7 +152,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
 
     again = run_batch("render", "--out", part, *common)
     assert again.returncode == 0 and "0 views written" in again.stderr
-    assert len(sorted_records(part)) == 14
+    assert len(sorted_records(part)) == total
 
 
 def test_workers_and_shards_give_the_same_dataset(tmp_path):
