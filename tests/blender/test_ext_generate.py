@@ -32,6 +32,10 @@ from dst3d_addon.core.records import load_annotations
 from dst3d_addon.generation.client import WorkerConfig
 from tests.batch_script import SAMPLE, run_batch
 
+# All slow as one: the tests run in order through one scene and one worker (the release and cancel
+# tests use the worker and the image the preview test made).
+pytestmark = pytest.mark.slow
+
 HEAVY = ("torch", "diffusers", "transformers", "accelerate")
 _BEFORE: set[str] = set()
 

@@ -106,6 +106,7 @@ def test_geometry_every_format_projects_onto_its_mask(formats, tmp_path):
         np.testing.assert_allclose(record["bbox"], [u0, v0, u1, v1], atol=1.0, err_msg=record["id"])
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     total = 30  # at 640x480, about 2 s of rendering after the first view: the kill lands well before
     common = [
@@ -155,6 +156,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     assert len(sorted_records(part)) == total
 
 
+@pytest.mark.slow
 def test_workers_and_shards_give_the_same_dataset(tmp_path):
     common = ["--cad", SAMPLE, "--views", 8, "--resolution", "64x48", "--seed", 5]
     one = tmp_path / "one"

@@ -79,6 +79,7 @@ def records_by_key(out: Path) -> dict[tuple[str, int], dict]:
     return {(r["id"], r["k"]): r for r in load_generations(out)}
 
 
+@pytest.mark.slow
 def test_generate_end_to_end(env, dataset):
     before = digest_tree(dataset, RENDER_FILES_EXCLUDE)
     proc = run_batch(
@@ -111,6 +112,7 @@ def test_generate_end_to_end(env, dataset):
     assert len(load_generations(dataset)) == 6
 
 
+@pytest.mark.slow
 def test_batch_and_single_give_the_same_images(env, dataset, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(dataset, other)
@@ -121,6 +123,7 @@ def test_batch_and_single_give_the_same_images(env, dataset, tmp_path):
     assert records_by_key(dataset) == records_by_key(other)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_an_uninterrupted_run(env, dataset, tmp_path):
     reference = tmp_path / "reference"
     shutil.copytree(dataset, reference)
@@ -148,6 +151,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(env, dataset, tmp_path):
     assert len(records.read_text().splitlines()) == 12  # no duplicates
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_batch(env, dataset, tmp_path):
     reference = tmp_path / "reference"
     shutil.copytree(dataset, reference)
@@ -175,6 +179,7 @@ def test_out_of_memory_halves_the_batch(env, dataset, tmp_path):
     assert digest_tree(fresh, RENDER_FILES_EXCLUDE) == before
 
 
+@pytest.mark.slow
 def test_missing_weights_offline_one_line(env, dataset):
     proc = run_batch("generate", "--out", dataset, "--device", "cpu", "--quiet", env=env)
     assert proc.returncode == 1
@@ -184,12 +189,14 @@ def test_missing_weights_offline_one_line(env, dataset):
     assert not (dataset / "generations.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_no_gpu_refuses_a_real_model_unless_asked(env, dataset):
     proc = run_batch("generate", "--out", dataset, "--quiet", env=env)
     assert proc.returncode == 1
     assert "no CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr
 
 
+@pytest.mark.slow
 def test_run_renders_and_says_what_it_skipped(env, tmp_path):
     out = tmp_path / "run"
     proc = run_batch(
@@ -209,6 +216,7 @@ def test_run_renders_and_says_what_it_skipped(env, tmp_path):
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in cpu.stderr
 
 
+@pytest.mark.slow
 def test_run_with_tiny_renders_and_generates(env, tmp_path):
     out = tmp_path / "run"
     proc = run_batch(
@@ -219,6 +227,7 @@ def test_run_with_tiny_renders_and_generates(env, tmp_path):
     assert len(load_generations(out)) == 2
 
 
+@pytest.mark.slow
 def test_captions_choose_prompts_by_seed(env, dataset, tmp_path):
     captions = tmp_path / "captions.txt"
     captions.write_text("a red {class} on a runway\na {class} in the clouds\n# a comment\n")
@@ -269,6 +278,7 @@ def test_generate_needs_a_rendered_dataset(env, tmp_path):
     assert "annotations.jsonl" in proc.stderr and "render stage first" in proc.stderr
 
 
+@pytest.mark.slow
 def test_changed_settings_are_refused(env, dataset):
     first = run_batch("generate", "--out", dataset, *TINY, env=env)
     assert first.returncode == 0, first.stderr
@@ -278,6 +288,7 @@ def test_changed_settings_are_refused(env, dataset):
     )
 
 
+@pytest.mark.slow
 def test_fast_preset_without_its_lora_uses_the_fallback(env, dataset):
     proc = run_batch(
         "generate", "--out", dataset, "--pipeline", "tiny", "--device", "cpu", "--preset", "fast", env=env

@@ -93,6 +93,7 @@ def wait_for(job: Job, condition, timeout: float = 120.0) -> None:
         job.client.pump(0.05)
 
 
+@pytest.mark.slow
 def test_generate_writes_images_with_progress_and_previews(client, controls, tmp_path):
     hello = client.wait_ready()
     assert hello["protocol"] == 1 and hello["pid"] == client.pid
@@ -149,6 +150,7 @@ def test_cancel_stops_within_a_step_and_the_worker_goes_on(client, controls, tmp
     assert Path(done["files"][0]).is_file()
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_is_reported_and_replaced(client, controls, tmp_path):
     client.wait_ready()
     slow = {**SETTINGS, "steps": 400}
@@ -166,6 +168,7 @@ def test_a_crashed_worker_is_reported_and_replaced(client, controls, tmp_path):
     assert client.pid != old_pid and client.restarts == restarts + 1
 
 
+@pytest.mark.slow
 def test_release_ends_the_process_and_the_next_job_starts_another(client, controls, tmp_path):
     client.wait_ready()
     proc_pid = client.pid

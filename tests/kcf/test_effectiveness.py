@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from dst3d_addon.core.dataset import ANNOTATIONS, read_records
 from dst3d_addon.kcf.metrics import roc_auc
 from tests.batch_script import run_batch
 from tests.kcf.kcf_helpers import turn_azimuths, wrong_quarter
 
 
+@pytest.mark.slow
 def test_kcf_ranks_turned_labels_above_right_ones(renders_64, tmp_path):
     out = tmp_path / "noisy"
     shutil.copytree(renders_64, out)

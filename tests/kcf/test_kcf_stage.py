@@ -30,6 +30,7 @@ def _without_timing(kcf: dict) -> dict:
     return {**kcf, "folds": [{k: v for k, v in f.items() if k != "timing"} for f in kcf["folds"]]}
 
 
+@pytest.mark.slow
 def test_kcf_resumes_per_fold_after_a_kill(small_copy, small_renders, tmp_path):
     out = small_copy
     proc = start_batch("kcf", "--out", out, *QUICK, "--epochs", "6", "--quiet")
@@ -187,6 +188,7 @@ def test_a_worker_python_without_torch_gives_one_line(small_copy, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_generated_images_are_judged_with_their_views_pose_and_grouped_by_view(small_copy):
     out = small_copy
     records = load_annotations(out, as_numpy=False)
