@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,9 +30,12 @@ from dst3d_addon.blender.preview_job import PREVIEW_IMAGE_NAME, PreviewJob
 from dst3d_addon.core.generation_plan import load_generations
 from dst3d_addon.core.records import load_annotations
 from dst3d_addon.generation.client import WorkerConfig
+from tests.batch_script import SAMPLE, run_batch
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tools" / "dst3d_batch.py"
+# All slow as one: the tests run in order through one scene and one worker (the release and cancel
+# tests use the worker and the image the preview test made).
+pytestmark = pytest.mark.slow
+
 HEAVY = ("torch", "diffusers", "transformers", "accelerate")
 _BEFORE: set[str] = set()
 
@@ -237,18 +239,15 @@ def test_export_writes_the_batch_scripts_dataset(scene: bpy.types.Scene, env, tm
     for record in generations:
         assert cv2.imread(str(out / record["file"])).shape == (64, 64, 3)
     # The batch script finds the same dataset complete: same settings, same ids, same records.
-    generate = subprocess.run(
-        [sys.executable, str(SCRIPT), "generate", "--out", str(out), "--pipeline", "tiny", "--device", "cpu",
-         "--steps", "3", "--seed", str(s.generation_seed), "--quiet"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+    generate = run_batch(
+        "generate", "--out", out, "--pipeline", "tiny", "--device", "cpu", "--steps", 3,
+        "--seed", s.generation_seed, "--quiet", timeout=300, env=env,
     )  # fmt: skip
     assert generate.returncode == 0, generate.stderr
     assert "0 to generate, 2 already done" in generate.stderr
-    render = subprocess.run(
-        [sys.executable, str(SCRIPT), "render", "--cad", str(ROOT / "assets" / "sample" / "airliner.glb"),
-         "--class-name", "airliner", "--synset", "n02690373", "--views", "3", "--resolution", "64",
-         "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+    render = run_batch(
+        "render", "--cad", SAMPLE, "--class-name", "airliner", "--synset", "n02690373", "--views", 3,
+        "--resolution", 64, "--out", out, "--quiet", timeout=300, env=env,
     )  # fmt: skip
     assert render.returncode == 0, render.stderr
     assert "1 to render, 2 already done" in render.stderr

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,22 +21,9 @@ import pytest
 import trimesh
 
 from dst3d_addon.core.camera import Intrinsics, project
+from dst3d_addon.core.dataset import read_records
 from dst3d_addon.core.records import load_annotations
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tools" / "dst3d_batch.py"
-SAMPLE = ROOT / "assets" / "sample" / "airliner.glb"
-
-
-def batch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the batch script as a user would (python tools/dst3d_batch.py ...)."""
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+from tests.batch_script import SAMPLE, kill_group, run_batch, start_batch, survivors
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -98,7 +83,7 @@ def test_geometry_every_format_projects_onto_its_mask(formats, tmp_path):
     ]
     for path in formats.values():
         args += ["--cad", path]
-    proc = batch(*args)
+    proc = run_batch(*args)
     assert proc.returncode == 0, proc.stderr
     records = load_annotations(out, as_numpy=True)
     assert len(records) == 5 * len(formats)
@@ -121,14 +106,16 @@ def test_geometry_every_format_projects_onto_its_mask(formats, tmp_path):
         np.testing.assert_allclose(record["bbox"], [u0, v0, u1, v1], atol=1.0, err_msg=record["id"])
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    total = 30  # at 640x480, about 2 s of rendering after the first view: the kill lands well before
     common = [
         "--cad",
         SAMPLE,
         "--views",
-        14,
+        total,
         "--resolution",
-        "96x80",
+        "640x480",
         "--theta-std",
         15,
         "--class-name",
@@ -137,48 +124,48 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
         11,
     ]
     full = tmp_path / "full"
-    assert batch("render", "--out", full, *common).returncode == 0
+    assert run_batch("render", "--out", full, *common).returncode == 0
 
     part = tmp_path / "part"
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "render", "--out", str(part), *map(str, common)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
+    proc = start_batch("render", "--out", part, *common)
     annotations = part / "annotations.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if annotations.exists() and annotations.read_text().count("\n") >= 4:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    written = annotations.read_text().count("\n")
-    assert 4 <= written < 14, "the kill must land part-way"
+    try:
+        while not (annotations.exists() and len(read_records(annotations)) >= 2):
+            assert proc.poll() is None, "finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        workers = kill_group(proc)  # the CLI and its render workers (sessions of their own), mid-run
+    assert workers, "the render worker was not found below the CLI"
+    assert survivors(workers) == [], "a render worker outlived the kill"
+    written = len(read_records(annotations))
+    assert 2 <= written < total, "the kill must land part-way"
 
-    resumed = batch("render", "--out", part, *common)
+    resumed = run_batch("render", "--out", part, *common)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{written} skipped" in resumed.stderr or "skipped" in resumed.stderr
+    assert f"{total - written} to render, {written} already done" in resumed.stderr
+    assert f"dst3d render: {total - written} views written, {written} skipped (done before)" in resumed.stderr
     assert sorted_records(part) == sorted_records(full)
     for record in sorted_records(full):
         for rel in record["files"].values():
             assert (part / rel).read_bytes() == (full / rel).read_bytes(), rel
 
-    again = batch("render", "--out", part, *common)
+    again = run_batch("render", "--out", part, *common)
     assert again.returncode == 0 and "0 views written" in again.stderr
-    assert len(sorted_records(part)) == 14
+    assert len(sorted_records(part)) == total
 
 
+@pytest.mark.slow
 def test_workers_and_shards_give_the_same_dataset(tmp_path):
     common = ["--cad", SAMPLE, "--views", 8, "--resolution", "64x48", "--seed", 5]
     one = tmp_path / "one"
-    assert batch("render", "--out", one, *common).returncode == 0
+    assert run_batch("render", "--out", one, *common).returncode == 0
     two = tmp_path / "two"
-    assert batch("render", "--out", two, *common, "--workers", 2).returncode == 0
+    assert run_batch("render", "--out", two, *common, "--workers", 2).returncode == 0
     sharded = tmp_path / "sharded"
     for i in range(3):
-        proc = batch("render", "--out", sharded, *common, "--shard", f"{i}/3")
+        proc = run_batch("render", "--out", sharded, *common, "--shard", f"{i}/3")
         assert proc.returncode == 0, proc.stderr
     reference = sorted_records(one)
     assert sorted_records(two) == reference
@@ -191,11 +178,11 @@ def test_workers_and_shards_give_the_same_dataset(tmp_path):
 def test_changed_settings_are_refused_then_allowed(tmp_path):
     out = tmp_path / "d"
     common = ["--cad", SAMPLE, "--views", 2, "--resolution", "48"]
-    assert batch("render", "--out", out, *common).returncode == 0
-    proc = batch("render", "--out", out, *common, "--theta-std", 5)
+    assert run_batch("render", "--out", out, *common).returncode == 0
+    proc = run_batch("render", "--out", out, *common, "--theta-std", 5)
     assert proc.returncode != 0
     assert "theta_std" in proc.stderr and "--allow-mixed" in proc.stderr
-    assert batch("render", "--out", out, *common, "--theta-std", 5, "--allow-mixed").returncode == 0
+    assert run_batch("render", "--out", out, *common, "--theta-std", 5, "--allow-mixed").returncode == 0
 
 
 # ------------------------------------------------------------------------------------ bad input
@@ -235,7 +222,7 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
 )
 def test_bad_cad_file_gives_one_clear_line(bad_files, tmp_path, case):
     path = bad_files[case]
-    proc = batch("render", "--cad", path, "--out", tmp_path / "o", "--views", 2, "--resolution", "32")
+    proc = run_batch("render", "--cad", path, "--out", tmp_path / "o", "--views", 2, "--resolution", "32")
     assert proc.returncode != 0
     lines = error_lines(proc)
     assert len(lines) == 1, proc.stderr
@@ -249,7 +236,7 @@ def test_bad_models_are_skipped_and_listed(bad_files, tmp_path):
     args = ["render", "--out", out, "--views", 3, "--resolution", "40", "--cad", SAMPLE]
     for path in bad:
         args += ["--cad", path]
-    proc = batch(*args)
+    proc = run_batch(*args)
     assert proc.returncode == 1
     assert len(sorted_records(out)) == 3  # every view of the good model
     for path in bad:
@@ -271,7 +258,7 @@ def test_bad_models_are_skipped_and_listed(bad_files, tmp_path):
     ],
 )
 def test_impossible_options_refused(tmp_path, option, value, needle):
-    proc = batch("render", "--cad", SAMPLE, "--out", tmp_path / "o", option, value)
+    proc = run_batch("render", "--cad", SAMPLE, "--out", tmp_path / "o", option, value)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
@@ -281,21 +268,21 @@ def test_impossible_options_refused(tmp_path, option, value, needle):
 def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = batch("render", "--cad", SAMPLE, "--out", blocker / "out", "--views", 1)
+    proc = run_batch("render", "--cad", SAMPLE, "--out", blocker / "out", "--views", 1)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--out" in lines[0] and str(blocker) in lines[0]
     if os.geteuid() != 0:  # root writes anywhere; the file-in-the-way case above always fails
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
-        proc = batch("render", "--cad", SAMPLE, "--out", ro / "out", "--views", 1)
+        proc = run_batch("render", "--cad", SAMPLE, "--out", ro / "out", "--views", 1)
         assert proc.returncode == 2 and "--out" in proc.stderr
 
 
 @pytest.mark.parametrize("edges", ["freestyle", "canny-shaded"])
 def test_blender_edge_modes_end_to_end(tmp_path, edges):
     out = tmp_path / edges
-    proc = batch(
+    proc = run_batch(
         "render",
         "--cad",
         SAMPLE,
@@ -334,7 +321,7 @@ def test_catalogue_run_uses_each_models_row(tmp_path):
         "synset,model,distance,azimuth,elevation,strength,sampling\nn02690373,1a2b3c,2.5,0,0,1.0,3\n"
     )
     out = tmp_path / "cat"
-    proc = batch(
+    proc = run_batch(
         "render", "--cad-csv", csv, "--cad-root", root, "--out", out, "--views", 3, "--resolution", "64"
     )
     assert proc.returncode == 0, proc.stderr
@@ -342,8 +329,10 @@ def test_catalogue_run_uses_each_models_row(tmp_path):
     assert [r["id"] for r in records] == [f"n02690373/1a2b3c/{v:06d}" for v in range(3)]
     assert all(r["pose"]["distance"] == pytest.approx(2.5) for r in records)
     assert records[0]["class"]["synset"] == "n02690373"
-    nowhere = batch("render", "--cad-csv", csv, "--cad-root", tmp_path / "nowhere", "--out", tmp_path / "x")
+    nowhere = run_batch(
+        "render", "--cad-csv", csv, "--cad-root", tmp_path / "nowhere", "--out", tmp_path / "x"
+    )
     assert nowhere.returncode == 2 and "nowhere" in nowhere.stderr
     (tmp_path / "empty").mkdir()
-    missing = batch("render", "--cad-csv", csv, "--cad-root", tmp_path / "empty", "--out", tmp_path / "y")
+    missing = run_batch("render", "--cad-csv", csv, "--cad-root", tmp_path / "empty", "--out", tmp_path / "y")
     assert missing.returncode == 2 and "1a2b3c" in missing.stderr and "Traceback" not in missing.stderr

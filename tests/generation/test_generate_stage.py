@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,10 +22,8 @@ import pytest
 
 from dst3d_addon.core.generation_plan import image_seed, load_generations
 from dst3d_addon.core.prompts import PAPER_NEGATIVE
+from tests.batch_script import SAMPLE, kill_group, run_batch, start_batch, survivors
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tools" / "dst3d_batch.py"
-SAMPLE = ROOT / "assets" / "sample" / "airliner.glb"
 TINY = ("--pipeline", "tiny", "--steps", "2", "--device", "cpu", "--quiet")
 
 
@@ -43,24 +40,13 @@ def env(tmp_path_factory) -> dict[str, str]:
     }
 
 
-def batch(env: dict[str, str], *args: str, extra_env: dict[str, str] | None = None, timeout: float = 600):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**env, **(extra_env or {})},
-    )
-
-
 @pytest.fixture(scope="module")
 def rendered(env, tmp_path_factory) -> Path:
     """Three views of the sample airliner at 64x64 (shared; tests copy it)."""
     out = tmp_path_factory.mktemp("rendered") / "ds"
-    proc = batch(
-        env, "render", "--cad", SAMPLE, "--class-name", "airliner", "--synset", "n02690373",
-        "--views", "3", "--resolution", "64", "--out", out, "--quiet",
+    proc = run_batch(
+        "render", "--cad", SAMPLE, "--class-name", "airliner", "--synset", "n02690373",
+        "--views", "3", "--resolution", "64", "--out", out, "--quiet", env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return out
@@ -93,9 +79,12 @@ def records_by_key(out: Path) -> dict[tuple[str, int], dict]:
     return {(r["id"], r["k"]): r for r in load_generations(out)}
 
 
+@pytest.mark.slow
 def test_generate_end_to_end(env, dataset):
     before = digest_tree(dataset, RENDER_FILES_EXCLUDE)
-    proc = batch(env, "generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "4")
+    proc = run_batch(
+        "generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "4", env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert "noise" in proc.stderr  # the tiny pipeline never passes for a real one
     assert "6 images written" in proc.stderr
@@ -117,47 +106,44 @@ def test_generate_end_to_end(env, dataset):
     assert info["stages"]["generate"]["steps"] == 2 and "render" in info["stages"]
     assert digest_tree(dataset, RENDER_FILES_EXCLUDE) == before  # the rendered data is untouched
 
-    again = batch(env, "generate", "--out", dataset, *TINY, "--images-per-view", "2")
+    again = run_batch("generate", "--out", dataset, *TINY, "--images-per-view", "2", env=env)
     assert again.returncode == 0, again.stderr
     assert "0 to generate, 6 already done" in again.stderr
     assert len(load_generations(dataset)) == 6
 
 
+@pytest.mark.slow
 def test_batch_and_single_give_the_same_images(env, dataset, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(dataset, other)
-    a = batch(env, "generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "1")
-    b = batch(env, "generate", "--out", other, *TINY, "--images-per-view", "2", "--batch-size", "6")
+    a = run_batch("generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "1", env=env)
+    b = run_batch("generate", "--out", other, *TINY, "--images-per-view", "2", "--batch-size", "6", env=env)
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
     assert images_of(dataset) == images_of(other)
     assert records_by_key(dataset) == records_by_key(other)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_an_uninterrupted_run(env, dataset, tmp_path):
     reference = tmp_path / "reference"
     shutil.copytree(dataset, reference)
     args = ("generate", *TINY, "--images-per-view", "4", "--batch-size", "1", "--steps", "6")
-    done = batch(env, *args, "--out", reference)
+    done = run_batch(*args, "--out", reference, env=env)
     assert done.returncode == 0, done.stderr
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *map(str, args), "--out", str(dataset)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_batch(*args, "--out", dataset, env=env)
     records = dataset / "generations.jsonl"
     deadline = time.monotonic() + 300
-    while not (records.exists() and records.read_text().count("\n") >= 2):
-        assert proc.poll() is None, "finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its worker, mid-batch
-    proc.wait()
+    try:
+        while not (records.exists() and records.read_text().count("\n") >= 2):
+            assert proc.poll() is None, "finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        below = kill_group(proc)  # the CLI and its worker, mid-batch
+    assert survivors(below) == [], "a process of the killed run outlived the kill"
     written = len(load_generations(dataset))
     assert 2 <= written < 12
-    resumed = batch(env, *args, "--out", dataset)
+    resumed = run_batch(*args, "--out", dataset, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{12 - written} to generate, {written} already done" in resumed.stderr
     assert images_of(dataset) == images_of(reference)
@@ -165,14 +151,17 @@ def test_resume_after_kill_equals_an_uninterrupted_run(env, dataset, tmp_path):
     assert len(records.read_text().splitlines()) == 12  # no duplicates
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_batch(env, dataset, tmp_path):
     reference = tmp_path / "reference"
     shutil.copytree(dataset, reference)
-    ok = batch(env, "generate", "--out", reference, *TINY, "--images-per-view", "2", "--batch-size", "1")
+    ok = run_batch(
+        "generate", "--out", reference, *TINY, "--images-per-view", "2", "--batch-size", "1", env=env
+    )
     assert ok.returncode == 0, ok.stderr
-    oom = batch(
-        env, "generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "4",
-        extra_env={"DST3D_FAULT_OOM_ABOVE": "1"},
+    oom = run_batch(
+        "generate", "--out", dataset, *TINY, "--images-per-view", "2", "--batch-size", "4",
+        env={**env, "DST3D_FAULT_OOM_ABOVE": "1"},
     )  # fmt: skip
     assert oom.returncode == 0, oom.stderr
     assert "retrying with batch 2" in oom.stderr and "retrying with batch 1" in oom.stderr
@@ -183,15 +172,16 @@ def test_out_of_memory_halves_the_batch(env, dataset, tmp_path):
     shutil.rmtree(fresh / "images")
     (fresh / "generations.jsonl").unlink()
     before = digest_tree(fresh, RENDER_FILES_EXCLUDE)
-    never = batch(env, "generate", "--out", fresh, *TINY, extra_env={"DST3D_FAULT_OOM_ABOVE": "0"})
+    never = run_batch("generate", "--out", fresh, *TINY, env={**env, "DST3D_FAULT_OOM_ABOVE": "0"})
     assert never.returncode == 1
     errors = [line for line in never.stderr.splitlines() if line.startswith("dst3d: error:")]
     assert len(errors) == 1 and "even one image does not fit" in errors[0]
     assert digest_tree(fresh, RENDER_FILES_EXCLUDE) == before
 
 
+@pytest.mark.slow
 def test_missing_weights_offline_one_line(env, dataset):
-    proc = batch(env, "generate", "--out", dataset, "--device", "cpu", "--quiet")
+    proc = run_batch("generate", "--out", dataset, "--device", "cpu", "--quiet", env=env)
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("dst3d: error:")]
     assert len(errors) == 1, proc.stderr
@@ -199,17 +189,19 @@ def test_missing_weights_offline_one_line(env, dataset):
     assert not (dataset / "generations.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_no_gpu_refuses_a_real_model_unless_asked(env, dataset):
-    proc = batch(env, "generate", "--out", dataset, "--quiet")
+    proc = run_batch("generate", "--out", dataset, "--quiet", env=env)
     assert proc.returncode == 1
     assert "no CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr
 
 
+@pytest.mark.slow
 def test_run_renders_and_says_what_it_skipped(env, tmp_path):
     out = tmp_path / "run"
-    proc = batch(
-        env, "run", "--cad", SAMPLE, "--class-name", "airliner", "--views", "2", "--resolution", "64",
-        "--out", out, "--quiet",
+    proc = run_batch(
+        "run", "--cad", SAMPLE, "--class-name", "airliner", "--views", "2", "--resolution", "64",
+        "--out", out, "--quiet", env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "generation skipped" in proc.stderr and "no CUDA GPU" in proc.stderr
@@ -217,27 +209,31 @@ def test_run_renders_and_says_what_it_skipped(env, tmp_path):
     assert len((out / "annotations.jsonl").read_text().splitlines()) == 2
     assert not (out / "generations.jsonl").exists()
     # Without weights (offline), on the CPU: skipped too, naming the model.
-    cpu = batch(
-        env, "run", "--cad", SAMPLE, "--views", "2", "--resolution", "64", "--out", out, "--device", "cpu"
+    cpu = run_batch(
+        "run", "--cad", SAMPLE, "--views", "2", "--resolution", "64", "--out", out, "--device", "cpu", env=env
     )
     assert cpu.returncode == 0 and "generation skipped" in cpu.stderr
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in cpu.stderr
 
 
+@pytest.mark.slow
 def test_run_with_tiny_renders_and_generates(env, tmp_path):
     out = tmp_path / "run"
-    proc = batch(
-        env, "run", "--cad", SAMPLE, "--class-name", "airliner", "--views", "2", "--resolution", "64",
-        "--out", out, *TINY,
+    proc = run_batch(
+        "run", "--cad", SAMPLE, "--class-name", "airliner", "--views", "2", "--resolution", "64",
+        "--out", out, *TINY, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert len(load_generations(out)) == 2
 
 
+@pytest.mark.slow
 def test_captions_choose_prompts_by_seed(env, dataset, tmp_path):
     captions = tmp_path / "captions.txt"
     captions.write_text("a red {class} on a runway\na {class} in the clouds\n# a comment\n")
-    proc = batch(env, "generate", "--out", dataset, *TINY, "--images-per-view", "3", "--captions", captions)
+    proc = run_batch(
+        "generate", "--out", dataset, *TINY, "--images-per-view", "3", "--captions", captions, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     prompts = {r["prompt"] for r in load_generations(dataset)}
     assert prompts <= {"a red airliner on a runway", "a airliner in the clouds"} and len(prompts) == 2
@@ -246,7 +242,7 @@ def test_captions_choose_prompts_by_seed(env, dataset, tmp_path):
 def test_a_python_without_torch(env, dataset, tmp_path):
     bare = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
-    proc = batch(env, "generate", "--out", dataset, *TINY, "--python", bare / "bin" / "python")
+    proc = run_batch("generate", "--out", dataset, *TINY, "--python", bare / "bin" / "python", env=env)
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("dst3d: error:")]
     assert len(errors) == 1 and str(bare / "bin" / "python") in errors[0] and "torch" in errors[0]
@@ -269,7 +265,7 @@ def test_a_python_without_torch(env, dataset, tmp_path):
     ],
 )
 def test_bad_options_get_one_line(env, dataset, args, needle):
-    proc = batch(env, "generate", "--out", dataset, *args)
+    proc = run_batch("generate", "--out", dataset, *args, env=env)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr
@@ -277,23 +273,25 @@ def test_bad_options_get_one_line(env, dataset, args, needle):
 
 
 def test_generate_needs_a_rendered_dataset(env, tmp_path):
-    proc = batch(env, "generate", "--out", tmp_path / "empty", *TINY)
+    proc = run_batch("generate", "--out", tmp_path / "empty", *TINY, env=env)
     assert proc.returncode == 2
     assert "annotations.jsonl" in proc.stderr and "render stage first" in proc.stderr
 
 
+@pytest.mark.slow
 def test_changed_settings_are_refused(env, dataset):
-    first = batch(env, "generate", "--out", dataset, *TINY)
+    first = run_batch("generate", "--out", dataset, *TINY, env=env)
     assert first.returncode == 0, first.stderr
-    other = batch(env, "generate", "--out", dataset, *TINY, "--guidance", "3")
+    other = run_batch("generate", "--out", dataset, *TINY, "--guidance", "3", env=env)
     assert (
         other.returncode == 2 and "--allow-mixed" in other.stderr and "guidance: 9.0 -> 3.0" in other.stderr
     )
 
 
+@pytest.mark.slow
 def test_fast_preset_without_its_lora_uses_the_fallback(env, dataset):
-    proc = batch(
-        env, "generate", "--out", dataset, "--pipeline", "tiny", "--device", "cpu", "--preset", "fast"
+    proc = run_batch(
+        "generate", "--out", dataset, "--pipeline", "tiny", "--device", "cpu", "--preset", "fast", env=env
     )
     assert proc.returncode == 0, proc.stderr
     assert "lcm-lora-sdv1-5" in proc.stderr and "fallback" in proc.stderr

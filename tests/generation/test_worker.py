@@ -37,6 +37,8 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("dst3d-cache")
 
 
+# Every test that uses the worker is marked slow: whichever runs first starts it (torch and the
+# tiny pipeline, about 6 s), and three of them restart it.
 @pytest.fixture(scope="module")
 def client(cache, tmp_path_factory):
     """One worker for the module's tests (each test may crash or release it: the next job restarts it)."""
@@ -93,6 +95,7 @@ def wait_for(job: Job, condition, timeout: float = 120.0) -> None:
         job.client.pump(0.05)
 
 
+@pytest.mark.slow
 def test_generate_writes_images_with_progress_and_previews(client, controls, tmp_path):
     hello = client.wait_ready()
     assert hello["protocol"] == 1 and hello["pid"] == client.pid
@@ -121,6 +124,7 @@ def test_generate_writes_images_with_progress_and_previews(client, controls, tmp
     assert not np.array_equal(read_rgb(result["files"][0]), read_rgb(result["files"][1]))
 
 
+@pytest.mark.slow
 def test_same_seed_same_pixels_alone_or_in_a_batch(client, controls, tmp_path):
     seeds = [11, 22, 33]
     batch = client.generate(TINY_REQUEST, SETTINGS, items(controls, tmp_path / "batch", seeds)).wait(300)
@@ -134,6 +138,7 @@ def test_same_seed_same_pixels_alone_or_in_a_batch(client, controls, tmp_path):
         assert Path(a).read_bytes() == Path(c).read_bytes()
 
 
+@pytest.mark.slow
 def test_cancel_stops_within_a_step_and_the_worker_goes_on(client, controls, tmp_path):
     slow = {**SETTINGS, "steps": 400}
     job = client.generate(TINY_REQUEST, slow, items(controls, tmp_path, [5]))
@@ -149,6 +154,7 @@ def test_cancel_stops_within_a_step_and_the_worker_goes_on(client, controls, tmp
     assert Path(done["files"][0]).is_file()
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_is_reported_and_replaced(client, controls, tmp_path):
     client.wait_ready()
     slow = {**SETTINGS, "steps": 400}
@@ -166,6 +172,7 @@ def test_a_crashed_worker_is_reported_and_replaced(client, controls, tmp_path):
     assert client.pid != old_pid and client.restarts == restarts + 1
 
 
+@pytest.mark.slow
 def test_release_ends_the_process_and_the_next_job_starts_another(client, controls, tmp_path):
     client.wait_ready()
     proc_pid = client.pid
@@ -177,6 +184,7 @@ def test_release_ends_the_process_and_the_next_job_starts_another(client, contro
     assert Path(result["files"][0]).is_file() and client.pid != proc_pid
 
 
+@pytest.mark.slow
 def test_bad_input_is_typed_and_the_worker_survives(client, controls, tmp_path):
     bad = items(controls, tmp_path, [1])
     bad[0]["control"] = str(tmp_path / "missing.png")

@@ -48,6 +48,8 @@ def _tool():
     return module
 
 
+# Every test that uses built_zip (about 4 s to build) or session (about 23 s: a fresh Blender
+# installs the zip) is marked slow; the others run in the fast subset.
 @pytest.fixture(scope="module")
 def built_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
@@ -76,6 +78,7 @@ def session(built_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_zip_holds_the_package_and_only_its_platform_wheel(built_zip: Path) -> None:
     names = zipfile.ZipFile(built_zip).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
@@ -85,6 +88,7 @@ def test_zip_holds_the_package_and_only_its_platform_wheel(built_zip: Path) -> N
     assert not [n for n in names if n.startswith(("tests/", "tools/", ".git", ".venv")) or "__pycache__" in n]
 
 
+@pytest.mark.slow
 def test_blender_validator_accepts_the_zip_and_the_source(built_zip: Path) -> None:
     tool = _tool()
     assert "success" in tool.validate(built_zip).lower()
@@ -116,6 +120,7 @@ def test_wheel_platforms_map_to_blender_platforms() -> None:
         tool.wheel_platforms("x-1-cp37-abi3-solaris_sparc.whl")
 
 
+@pytest.mark.slow
 def test_install_enables_cleanly_without_torch(session: dict) -> None:
     assert session["install"] == ["FINISHED"] and session["enabled"]
     assert session["warnings"] == {}
@@ -126,12 +131,14 @@ def test_install_enables_cleanly_without_torch(session: dict) -> None:
     assert session["torch_loaded"] is False and session["torch_loaded_after_check"] is False
 
 
+@pytest.mark.slow
 def test_import_operators_add_models(session: dict) -> None:
     assert session["import_sample"] == ["FINISHED"] and session["import_cad"] == ["FINISHED"]
     assert session["model"] == {"name": "airliner", "class": "airliner", "synset": "n02690373"}
     assert session["models_in_scene"] == ["airliner", "airliner.001"]  # the second import kept the first
 
 
+@pytest.mark.slow
 def test_sampled_poses_are_keyed_one_per_frame(session: dict) -> None:
     assert session["sample_poses"] == ["FINISHED"] and session["camera"] == "DST3D View"
     assert session["frames"] == [1, 5]
@@ -142,10 +149,12 @@ def test_sampled_poses_are_keyed_one_per_frame(session: dict) -> None:
     assert len({round(v["keyed"][0], 6) for v in session["poses"]}) == 5
 
 
+@pytest.mark.slow
 def test_pose_edit_moves_the_camera_and_sticks(session: dict) -> None:
     assert session["pose_after_edit"] == pytest.approx([0.5, 2.5], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_control_image_lands_in_an_image(session: dict) -> None:
     assert session["render_control"] == ["FINISHED"]
     assert session["control"]["size"] == [512, 512]
@@ -153,6 +162,7 @@ def test_control_image_lands_in_an_image(session: dict) -> None:
     assert session["control_packed"]
 
 
+@pytest.mark.slow
 def test_runtime_preferences_and_check_job(session: dict) -> None:
     assert "not set up yet" in session["runtime_problem_managed"]
     assert session["runtime_problem_existing"] is None
@@ -162,6 +172,7 @@ def test_runtime_preferences_and_check_job(session: dict) -> None:
     assert check["status"].startswith("Ready: torch ")
 
 
+@pytest.mark.slow
 def test_preview_through_the_installed_extension_and_release(session: dict) -> None:
     assert session["preview_op"] == ["FINISHED"]
     preview = session["preview"]
@@ -176,6 +187,7 @@ def test_preview_through_the_installed_extension_and_release(session: dict) -> N
     assert not failed, line
 
 
+@pytest.mark.slow
 def test_disable_and_enable_again(session: dict) -> None:
     off = session["after_disable"]
     assert off == {"enabled": False, "operators": [], "scene_has_settings": False, "worker_gone": True}

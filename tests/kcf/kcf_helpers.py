@@ -1,11 +1,9 @@
-"""Helpers of the KCF tests: run the batch script, render the sample airliner, corrupt labels."""
+"""Helpers of the KCF tests: render the sample airliner, corrupt labels."""
 
 from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +11,11 @@ import numpy as np
 from dst3d_addon.core.camera import Intrinsics, Pose, camera_record
 from dst3d_addon.core.dataset import ANNOTATIONS
 from dst3d_addon.core.files import read_records, write_bytes_atomic
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "assets" / "sample" / "airliner.glb"
-BATCH = ROOT / "tools" / "dst3d_batch.py"
-
-
-def batch(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run tools/dst3d_batch.py with this Python; returns the finished process (text output)."""
-    return subprocess.run(
-        [sys.executable, str(BATCH), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+from tests.batch_script import SAMPLE, run_batch
 
 
 def render(out: Path, views: int, size: int, sampling: str = "1") -> Path:
-    result = batch(
+    result = run_batch(
         "render",
         "--cad",
         str(SAMPLE),

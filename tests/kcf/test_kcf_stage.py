@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from dst3d_addon import cli
 from dst3d_addon.core.keep import KEEP, filter_records, load_keep
 from dst3d_addon.core.records import load_annotations
-from tests.kcf.kcf_helpers import BATCH, ROOT, batch
+from tests.batch_script import SCRIPT, kill_group, run_batch, start_batch, survivors
 
 QUICK = [
     "--images", "renders", "--folds", "3", "--epochs", "2", "--batch-size", "8", "--image-size", "32",
@@ -32,26 +30,24 @@ def _without_timing(kcf: dict) -> dict:
     return {**kcf, "folds": [{k: v for k, v in f.items() if k != "timing"} for f in kcf["folds"]]}
 
 
+@pytest.mark.slow
 def test_kcf_resumes_per_fold_after_a_kill(small_copy, small_renders, tmp_path):
     out = small_copy
-    proc = subprocess.Popen(
-        [sys.executable, str(BATCH), "kcf", "--out", str(out), *QUICK, "--epochs", "6", "--quiet"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_batch("kcf", "--out", out, *QUICK, "--epochs", "6", "--quiet")
+    first_fold = out / "kcf" / "fold_0.json"
     deadline = time.monotonic() + 240
-    while not (out / "kcf" / "fold_0.json").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        while not first_fold.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        below = kill_group(proc)  # the CLI and its fold worker
+    assert survivors(below) == [], "a process of the killed run outlived the kill"
     done = sorted(p.name for p in (out / "kcf").glob("fold_*.json"))
     assert "fold_0.json" in done and len(done) < 3, done
     assert not (out / "kcf.json").exists()
     before = {name: (out / "kcf" / name).read_bytes() for name in done}
 
-    result = batch("kcf", "--out", str(out), *QUICK, "--epochs", "6")
+    result = run_batch("kcf", "--out", str(out), *QUICK, "--epochs", "6")
     assert result.returncode == 0, result.stderr
     assert f"{3 - len(done)} to train, {len(done)} already done" in result.stderr
     assert all((out / "kcf" / name).read_bytes() == data for name, data in before.items())
@@ -62,12 +58,12 @@ def test_kcf_resumes_per_fold_after_a_kill(small_copy, small_renders, tmp_path):
     import shutil
 
     shutil.copytree(small_renders, fresh)
-    result = batch("kcf", "--out", str(fresh), *QUICK, "--epochs", "6")
+    result = run_batch("kcf", "--out", str(fresh), *QUICK, "--epochs", "6")
     assert result.returncode == 0, result.stderr
     assert _without_timing(json.loads((fresh / "kcf.json").read_text())) == _without_timing(resumed)
 
     # Run again: nothing is retrained, kcf.json is the same file.
-    result = batch("kcf", "--out", str(out), *QUICK, "--epochs", "6")
+    result = run_batch("kcf", "--out", str(out), *QUICK, "--epochs", "6")
     assert "0 to train, 3 already done" in result.stderr
     assert json.loads((out / "kcf.json").read_text()) == resumed
     assert {e["fold"] for e in resumed["images"]} == {0, 1, 2}
@@ -76,7 +72,7 @@ def test_kcf_resumes_per_fold_after_a_kill(small_copy, small_renders, tmp_path):
     assert set(entry) >= {"file", "id", "score", "fold", "pred", "error", "pose"}
 
     # Other settings are refused with one line unless --allow-mixed.
-    result = batch("kcf", "--out", str(out), *QUICK, "--epochs", "3")
+    result = run_batch("kcf", "--out", str(out), *QUICK, "--epochs", "3")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "epochs: 6 -> 3" in result.stderr and "--allow-mixed" in result.stderr
 
@@ -107,7 +103,7 @@ def test_filter_writes_the_keep_set_and_touches_nothing_else(small_copy):
     out = small_copy
     _fake_kcf(out)
     before = _snapshot(out)
-    result = batch("filter", "--out", str(out), "--keep-fraction", "0.5")
+    result = run_batch("filter", "--out", str(out), "--keep-fraction", "0.5")
     assert result.returncode == 0, result.stderr
     after = _snapshot(out)
     assert set(after) - set(before) == {KEEP}
@@ -120,15 +116,15 @@ def test_filter_writes_the_keep_set_and_touches_nothing_else(small_copy):
     records = load_annotations(out)
     assert len(filter_records(records, keep)) == 12
     # A new rule replaces the keep set.
-    assert batch("filter", "--out", str(out), "--max-score", "3").returncode == 0
+    assert run_batch("filter", "--out", str(out), "--max-score", "3").returncode == 0
     assert len((out / KEEP).read_text().splitlines()) == 4
 
 
 def test_report_writes_a_png(small_copy):
     out = small_copy
     _fake_kcf(out)
-    assert batch("filter", "--out", str(out), "--keep-fraction", "0.75").returncode == 0
-    result = batch("report", "--out", str(out), "--count", "6", "--tile", "96")
+    assert run_batch("filter", "--out", str(out), "--keep-fraction", "0.75").returncode == 0
+    result = run_batch("report", "--out", str(out), "--count", "6", "--tile", "96")
     assert result.returncode == 0, result.stderr
     image = cv2.imread(str(out / "kcf_report.png"))
     assert image is not None and image.shape[1] == 900 and image.shape[0] > 600
@@ -136,7 +132,7 @@ def test_report_writes_a_png(small_copy):
 
 
 def _main(argv: list[str], capsys) -> tuple[int, str]:
-    code = cli.main(argv, BATCH)
+    code = cli.main(argv, SCRIPT)
     return code, capsys.readouterr().err
 
 
@@ -184,14 +180,7 @@ def test_a_worker_python_without_torch_gives_one_line(small_copy, tmp_path):
     fake.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     fake.chmod(0o755)
     env = {**os.environ, "DST3D_WORKER_PYTHON": str(fake)}
-    result = subprocess.run(
-        [sys.executable, str(BATCH), "kcf", "--out", str(small_copy), *QUICK],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-    )
+    result = run_batch("kcf", "--out", small_copy, *QUICK, env=env, timeout=120)
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.startswith("dst3d: error")]
     assert len(lines) == 1 and str(fake) in lines[0] and "install torch and transformers" in lines[0], (
@@ -199,6 +188,7 @@ def test_a_worker_python_without_torch_gives_one_line(small_copy, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_generated_images_are_judged_with_their_views_pose_and_grouped_by_view(small_copy):
     out = small_copy
     records = load_annotations(out, as_numpy=False)
@@ -211,7 +201,7 @@ def test_generated_images_are_judged_with_their_views_pose_and_grouped_by_view(s
             lines.append(json.dumps({"id": r["id"], "k": k, "file": rel, "seed": k, "prompt": "an airliner"}))
     (out / "generations.jsonl").write_text("\n".join(lines) + "\n")
     quick = [a if a != "renders" else "generated" for a in QUICK]
-    result = batch("kcf", "--out", str(out), *quick, "--group-by", "view")
+    result = run_batch("kcf", "--out", str(out), *quick, "--group-by", "view")
     assert result.returncode == 0, result.stderr
     images = json.loads((out / "kcf.json").read_text())["images"]
     assert len(images) == 2 * len(records) and {e["k"] for e in images} == {0, 1}
@@ -221,7 +211,7 @@ def test_generated_images_are_judged_with_their_views_pose_and_grouped_by_view(s
     assert all(len(f) == 1 for f in folds.values())
     poses = {r["id"]: r["pose"]["azimuth"] for r in records}
     assert all(e["pose"][0] == poses[e["id"]] for e in images)
-    assert batch("filter", "--out", str(out), "--keep-fraction", "0.5").returncode == 0
+    assert run_batch("filter", "--out", str(out), "--keep-fraction", "0.5").returncode == 0
     keep = load_keep(out)
     assert keep.images == "generated" and len(keep.pairs) == len(records)
     gens = [json.loads(line) for line in lines]
