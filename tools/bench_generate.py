@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dst3d_addon.generation.worker.devices import TORCH_DTYPES
 from dst3d_addon.generation.worker.pipelines import LoadedPipeline, PipelineRequest, set_scheduler
 from dst3d_addon.generation.worker.runner import ImageItem, JobSettings, generate_images
 from tools.random_sd15 import (
@@ -66,7 +67,6 @@ PREVIEW_STEPS = 4
 GUIDANCE = 9.0
 PROMPT = "a photo of a car on a plain background, studio lighting, sharp focus"
 NEGATIVE = "blurry, low quality"
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 # --- runs ------------------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def run_bench(args: argparse.Namespace) -> None:
         raise SystemExit(f"--device {args.device}: this torch ({torch.__version__}) has no CUDA device")
     dtype_name = args.dtype or ("fp16" if device.type == "cuda" else "fp32")
     plain_name = "fp16" if device.type == "cuda" else "fp32"
-    dtype, plain_dtype = _DTYPES[dtype_name], _DTYPES[plain_name]
+    dtype, plain_dtype = TORCH_DTYPES[dtype_name], TORCH_DTYPES[plain_name]
     warmup = 1 if args.warmup is None else args.warmup
     repeats = args.repeats or (3 if device.type == "cuda" else 1)
     clock = Clock(device)
@@ -358,7 +358,7 @@ def run_one_step(args: argparse.Namespace) -> None:
     """Time one guided ControlNet + UNet step of one image (2 rows), without the pipeline."""
     device = torch.device(args.device)
     dtype_name = args.dtype or ("fp16" if device.type == "cuda" else "fp32")
-    dtype = _DTYPES[dtype_name]
+    dtype = TORCH_DTYPES[dtype_name]
     warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
     repeats = args.repeats or (3 if device.type == "cuda" else 1)
     clock = Clock(device)
@@ -408,7 +408,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="images per call for (b) (default 8)")
     parser.add_argument("--repeats", type=int, default=0, help="timed calls (default 3 on cuda, 1 on cpu)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 1)")
-    parser.add_argument("--dtype", choices=sorted(_DTYPES), help="(b)'s dtype (default fp16 cuda, fp32 cpu)")
+    parser.add_argument(
+        "--dtype", choices=sorted(TORCH_DTYPES), help="(b)'s dtype (default fp16 cuda, fp32 cpu)"
+    )
     parser.add_argument("--compile", action="store_true", help="also run (b) with a compiled UNet/ControlNet")
     parser.add_argument(
         "--compile-mode",

@@ -1,6 +1,6 @@
 """Operators for the worker's Python: set up the managed environment, check the configured one.
 
-Both run a runtime_env.StepJob. The operator is a thin modal shell: a timer polls the job on
+Both run a runtime_setup.StepJob. The operator is a thin modal shell: a timer polls the job on
 Blender's main thread, the preferences and the panel draw `ACTIVE.job`'s progress, Esc or the
 Cancel button stops it. (In background mode there are no timers: tests drive the job directly.)
 """

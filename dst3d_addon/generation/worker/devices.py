@@ -11,7 +11,8 @@ import torch
 from ...core.errors import SettingError, setting
 from ..worker_env import check_device
 
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+#: The torch dtype of each precision name but "auto" (core.generation_settings.DTYPES).
+TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def _mps_available() -> bool:
@@ -48,4 +49,4 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         return torch.float16 if device.type == "cuda" else torch.float32
     if name == "fp16" and device.type == "cpu":
         raise SettingError(f"{setting('dtype')} fp16 on the cpu is not supported; use fp32 or bf16")
-    return _DTYPES[name]
+    return TORCH_DTYPES[name]

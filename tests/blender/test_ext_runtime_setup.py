@@ -1,4 +1,4 @@
-"""runtime_env: the managed environment's plan, and StepJob driven step by step (as a timer would)."""
+"""runtime_setup: the managed environment's plan, and StepJob driven step by step (as a timer would)."""
 
 import sys
 import time
