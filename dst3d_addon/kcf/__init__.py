@@ -1,7 +1,7 @@
 """K-fold consistency filter (KCF): score every image by the loss of a pose estimator that never saw it.
 
-The modules named here without torch (settings, bins, folds, items, results, metrics, images,
-report, stages) are pure Python + numpy (+ OpenCV) and are what the batch script's process
-imports. `estimator` and `worker` import torch and transformers and run only in the worker process
-(`python -m dst3d_addon.kcf.worker`), started by `stages.run_kcf`.
+The modules without torch (settings, bins, folds, items, results, metrics, images, report, run)
+are pure Python + numpy (+ OpenCV) and are what the batch script's process imports. `estimator`
+and `worker` import torch and transformers and run only in the worker process
+(`python -m dst3d_addon.kcf.worker`), started by `run.KcfRun`.
 """
