@@ -1,7 +1,7 @@
 """Import a CAD file with Blender's own importers, join it into one mesh, align and normalise it.
 
 After `import_cad` the scene holds one mesh object whose world coordinates are the object frame of
-camera.md (+Z up, front faces -Y, bounding box centred with longest side 1); its object matrix is
+pose-convention.md (+Z up, front faces -Y, bounding box centred with longest side 1); its object matrix is
 the identity, the transform is baked into the mesh. `to_object` maps the file's own coordinates
 (file axes, node transforms applied) to that frame: to_object = N · O · A · C (alignment.py), where
 C is the importer's axis change (and, for FBX, its unit scale), known because every importer is

@@ -173,7 +173,7 @@ class DST3D_SceneSettings(bpy.types.PropertyGroup):
     # the live pose of the scene camera relative to the model (read and written through the camera)
     pose_azimuth: FloatProperty(
         name="Azimuth", subtype="ANGLE", get=_pose_getter("azimuth"), set=_pose_setter("azimuth"),
-        description="Camera around +Z; 0 sees the front (camera.md)",
+        description="Camera around +Z; 0 sees the front (pose-convention.md)",
     )  # fmt: skip
     pose_elevation: FloatProperty(
         name="Elevation", subtype="ANGLE", min=-math.pi / 2, max=math.pi / 2,

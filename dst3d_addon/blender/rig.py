@@ -1,4 +1,4 @@
-"""The Blender camera of a pose (camera.md, "Blender")."""
+"""The Blender camera of a pose (pose-convention.md, "Blender")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""From a CAD file's coordinates to the object frame (camera.md): axis change, alignment, normalisation.
+"""From a CAD file's coordinates to the object frame (pose-convention.md): axis change, alignment, normalisation.
 
 The object frame is right-handed, +Z up, the object's front faces -Y, centred at the origin and
 scaled so that the longest side of its axis-aligned bounding box is 1. A model gets there in four
@@ -14,7 +14,7 @@ steps, each a matrix, composed as
   model already faces -Y with +Z up, and A is the identity.
 - O = offset_rotation(azimuth_offset, elevation_offset): 3D-DST's per-model pose offset. After A,
   the model's real front is seen from the view (a = azimuth_offset, e = elevation_offset) of
-  camera.md; O turns the model so that this view becomes the front view (a = 0, e = 0).
+  pose-convention.md; O turns the model so that this view becomes the front view (a = 0, e = 0).
 - N = normalisation(bbox_min, bbox_max) of the rotated vertices (the box is taken in the object
   frame, after A and O): scale to a longest side of 1, centre the box at the origin.
 """

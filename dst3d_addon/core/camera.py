@@ -1,4 +1,4 @@
-"""The pose convention of PASCAL3D+ (shared/spec/camera.md), in one place.
+"""The pose convention of PASCAL3D+ (docs/pose-convention.md), in one place.
 
 Every pose dst3d samples, renders, stores or reads goes through these functions. Angles are in
 radians, lengths in object units, pixels are continuous with the origin at the image's top-left
@@ -191,7 +191,7 @@ def pose_from_matrix_world(matrix_world: np.ndarray) -> Pose:
 
 
 def camera_record(pose: Pose, intrinsics: Intrinsics) -> dict:
-    """The `camera` object of an annotation record (dataset.md)."""
+    """The `camera` object of an annotation record (dataset-format.md)."""
     R, C = extrinsics(pose)
     record = intrinsics.as_record()
     record["R"] = R.tolist()

@@ -20,7 +20,7 @@ and renders each row with `scripts/blender_render.py` of github.com/wufeim/DST3D
 +Y-up to +Z-up change; import_cad uses the same axis changes, so with forward="-Y", up="Z" the
 offsets act on the same scene frame as theirs.
 
-How this maps to dst3d (camera.md): a = theta + 90 deg and e = 90 deg - phi for absolute angles
+How this maps to dst3d (pose-convention.md): a = theta + 90 deg and e = 90 deg - phi for absolute angles
 (`from_dst_angles`). The offsets are differences of angles, so they keep their value and sign:
 azimuth_offset = radians(azimuth), elevation_offset = radians(elevation). In the scene frame
 (after Blender's importer, +Z up, exactly as 3D-DST imports), the model's front is seen from the

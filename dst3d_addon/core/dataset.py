@@ -1,4 +1,4 @@
-"""The dataset folder (dataset.md): dataset.json, its settings per stage, its classes and records.
+"""The dataset folder (dataset-format.md): dataset.json, its settings per stage, its classes and records.
 
 `Dataset.open` creates a folder or checks that an existing one was made with the same settings,
 so a resumed or extended run never mixes settings silently; files and records are written with

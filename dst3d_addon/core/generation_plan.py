@@ -1,5 +1,5 @@
 """The generate stage's plan and records: which images a shard still has to make, with their seeds
-and prompts, and the generation records (shared/spec/dataset.md "Generation record").
+and prompts, and the generation records (dataset-format.md, generations.jsonl).
 
 An image is (annotation id, k). Its seed derives from (run seed, id, k) and its prompt from its
 seed, so an image is the same whether made alone or in a batch, in any shard, before or after a
@@ -35,7 +35,7 @@ def image_seed(run_seed: int, annotation_id: str, k: int) -> int:
 
 
 def image_rel_path(annotation_id: str, k: int) -> str:
-    """`images/<id>_<k>.png` (dataset.md)."""
+    """`images/<id>_<k>.png` (dataset-format.md)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"image index k {k!r} must be a non-negative integer")
     return f"images/{annotation_id}_{k}.png"
@@ -140,7 +140,7 @@ def plan_items(
 def generation_record(
     item: GenerationItem, model: Mapping[str, Any], settings: GenerationSettings | Mapping[str, Any]
 ) -> dict:
-    """The record of a finished image (dataset.md), validated.
+    """The record of a finished image (dataset-format.md), validated.
 
     `model` has "base" and "controlnet" (`GenerationSettings.model_description()`); `settings`
     is the GenerationSettings or the dict of job settings the worker actually used (the fallback's
@@ -214,7 +214,7 @@ def _number(record: Mapping, path: str, low: float, high: float = math.inf) -> f
 
 def validate_generation(record: Any) -> None:
     """Raise DatasetError (naming the image and the field) unless `record` is a well-formed
-    generation record: every key of dataset.md with the right type, file = images/<id>_<k>.png."""
+    generation record: every key of dataset-format.md with the right type, file = images/<id>_<k>.png."""
     if not isinstance(record, Mapping):
         raise _fail(record, "record", f"must be an object, got {type(record).__name__}")
     ann_id = _string(record, "id")

@@ -1,4 +1,4 @@
-"""The id grammar of dataset.md: class keys, model ids, annotation ids and paths inside a dataset."""
+"""The id grammar of dataset-format.md: class keys, model ids, annotation ids and paths inside a dataset."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def check_id_part(value: str, what: str = "id part") -> str:
 
 
 def annotation_id(class_key: str, model_id: str, view: int) -> str:
-    """`<class>/<model_id>/<view:06d>` (dataset.md), with class key and model id checked as safe."""
+    """`<class>/<model_id>/<view:06d>` (dataset-format.md), with class key and model id checked as safe."""
     check_id_part(class_key, "class")
     check_id_part(model_id, "model id")
     if isinstance(view, bool) or not isinstance(view, (int, np.integer)) or view < 0:

@@ -1,4 +1,4 @@
-"""A numpy rasteriser: mask, depth, normals and face ids of a triangle mesh under camera.md's projection.
+"""A numpy rasteriser: mask, depth, normals and face ids of a triangle mesh under pose-convention.md's projection.
 
 Why not Blender's GL engines: the same bytes on every machine (resume compares files), no GL
 context on headless nodes, and speed. The algorithm is a vectorised scanline fill:
@@ -39,7 +39,7 @@ class RasterError(ValueError):
 
 @dataclass
 class Raster:
-    """Per-pixel render passes of one view (H x W), all in the camera frame of camera.md.
+    """Per-pixel render passes of one view (H x W), all in the camera frame of pose-convention.md.
 
     `depth` is -z_c (object units, +inf on background); `normals` are unit normals turned towards
     the camera (interpolated vertex normals when given, else the faces' own: then the very same
@@ -217,7 +217,7 @@ def rasterize(
 ) -> Raster:
     """Render mask, depth, normals and face ids of an object-frame triangle mesh.
 
-    R is R_theta (world -> camera) and C the camera centre, as in camera.md. Faces with a
+    R is R_theta (world -> camera) and C the camera centre, as in pose-convention.md. Faces with a
     non-finite or degenerate (zero-area) corner set are skipped; geometry nearer than `near` is
     clipped away. `vertex_normals` (object frame) are interpolated perspective-correctly; each is
     first turned to the side of its face's geometric normal, so inconsistent windings are harmless.

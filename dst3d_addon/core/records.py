@@ -1,4 +1,4 @@
-"""Annotation records (shared/spec/dataset.md): building, validating and loading them.
+"""Annotation records (docs/dataset-format.md): building, validating and loading them.
 
 The camera part of a record comes from `camera.camera_record`, and validation recomputes it from
 the record's pose and intrinsics, so a record whose matrices disagree with its pose is caught.
@@ -51,7 +51,7 @@ def annotation_record(
     seed: int,
     files: Mapping[str, str],
 ) -> dict:
-    """The annotation record of one rendered view, exactly as dataset.md lays it out (validated).
+    """The annotation record of one rendered view, exactly as dataset-format.md lays it out (validated).
 
     `bbox` is None when the mask is empty; `to_object` maps the CAD file's coordinates to the
     object frame (4x4).
@@ -157,8 +157,8 @@ def _close(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
 
 def validate_annotation(record: Any) -> None:
     """Raise DatasetError (naming the record's id and the field) unless `record` is a well-formed
-    annotation: every key of dataset.md present with the right type and shape, finite numbers,
-    R a rotation, and K, R, C the ones the pose and intrinsics give (camera.md)."""
+    annotation: every key of dataset-format.md present with the right type and shape, finite numbers,
+    R a rotation, and K, R, C the ones the pose and intrinsics give (pose-convention.md)."""
     ck = _Checker(record)
     if not isinstance(record, Mapping):
         raise ck.fail("record", f"must be an object, got {type(record).__name__}")
@@ -213,16 +213,20 @@ def validate_annotation(record: Any) -> None:
     intr = Intrinsics(width, height, viewport, (float(principal[0]), float(principal[1])))
     if not _close(K, intr.K, viewport):
         raise ck.fail(
-            "camera.K", "does not match viewport and principal (camera.md: K = [[M, 0, px - 0.5], ...])"
+            "camera.K",
+            "does not match viewport and principal (pose-convention.md: K = [[M, 0, px - 0.5], ...])",
         )
     if not np.allclose(R @ R.T, np.eye(3), atol=_ROT_TOL) or np.linalg.det(R) <= 0:
         raise ck.fail("camera.R", f"is not a rotation (det {np.linalg.det(R):.6g})")
     expected = camera_record(Pose(azimuth, elevation, theta, distance), intr)
     if not _close(R, expected["R"], 1.0):
-        raise ck.fail("camera.R", "does not match the pose (camera.md: R = Rz(theta) Rx(e - pi/2) Rz(-a))")
+        raise ck.fail(
+            "camera.R", "does not match the pose (pose-convention.md: R = Rz(theta) Rx(e - pi/2) Rz(-a))"
+        )
     if not _close(C, expected["C"], distance):
         raise ck.fail(
-            "camera.C", "does not match the pose (camera.md: C = d (cos e sin a, -cos e cos a, sin e))"
+            "camera.C",
+            "does not match the pose (pose-convention.md: C = d (cos e sin a, -cos e cos a, sin e))",
         )
 
     if ck.get(record, "bbox") is not None:

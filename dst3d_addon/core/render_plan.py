@@ -67,7 +67,7 @@ class ModelJob:
         return self.synset or self.class_name
 
     def annotation_id(self, view: int) -> str:
-        """`<class>/<model_id>/<view:06d>` (dataset.md)."""
+        """`<class>/<model_id>/<view:06d>` (dataset-format.md)."""
         return f"{self.class_key}/{self.model_id}/{view:06d}"
 
     def as_dict(self) -> dict:
@@ -152,7 +152,7 @@ def plan_tasks(pending: Sequence[Sequence[int]], workers: int) -> list[Task]:
     return tasks
 
 
-#: How dataset.json describes the depth maps (dataset.md), written by every render run.
+#: How dataset.json describes the depth maps (dataset-format.md), written by every render run.
 DEPTH_DESCRIPTION: dict[str, Any] = {
     "format": "npz",
     "key": "depth",

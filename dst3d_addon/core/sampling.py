@@ -1,6 +1,6 @@
 """Camera pose sampling: 3D-DST's five strategies in our convention, sphere and grid sets.
 
-3D-DST measures its azimuth from +X and uses a polar angle; here (camera.md) the azimuth is
+3D-DST measures its azimuth from +X and uses a polar angle; here (pose-convention.md) the azimuth is
 measured from -Y and the elevation from the horizon, so a = theirs + 90 deg and e = 90 deg - polar.
 Every draw of a view comes from the view's own seed, in a fixed order (angles, theta, distance),
 so a view's pose never depends on the other views.

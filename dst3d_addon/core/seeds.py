@@ -22,7 +22,7 @@ def derive_seed(*labels: object) -> int:
 
 
 def view_seed(run_seed: int, class_key: str, model_id: str, view_index: int) -> int:
-    """The seed of one rendered view (dataset.md)."""
+    """The seed of one rendered view (dataset-format.md)."""
     return derive_seed("view", int(run_seed), class_key, model_id, int(view_index))
 
 

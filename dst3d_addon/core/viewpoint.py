@@ -1,7 +1,7 @@
 """A free camera seen from an object anywhere in the world: its pose, extrinsics and intrinsics.
 
 The panel works on models the artist may have moved, turned or scaled, so poses are measured in
-the object's own frame (its local coordinates are camera.md's object frame after import), not in
+the object's own frame (its local coordinates are pose-convention.md's object frame after import), not in
 world coordinates. Lengths are in object units, as in the annotations. Pure numpy, no bpy.
 """
 
@@ -33,7 +33,7 @@ def relative_extrinsics(
     """(R_theta, C) of a camera (world matrix) in the frame of an object (world matrix).
 
     C is in object units (the object's scale divides world lengths); R is world->camera of
-    camera.md, made orthonormal. The camera need not look at the object's origin.
+    pose-convention.md, made orthonormal. The camera need not look at the object's origin.
     """
     T = np.asarray(object_matrix, dtype=np.float64)
     local = np.linalg.solve(T, np.asarray(camera_matrix, dtype=np.float64))
@@ -51,7 +51,7 @@ def aim_error(R: np.ndarray, C: np.ndarray) -> float:
 
 
 def relative_pose(object_matrix: np.ndarray, camera_matrix: np.ndarray) -> tuple[Pose, float]:
-    """The camera's pose relative to the object (camera.md's inverse) and its aim error (radians).
+    """The camera's pose relative to the object (pose-convention.md's inverse) and its aim error (radians).
 
     The angles come from the camera's orientation and the distance from its position; they
     describe the camera exactly when the aim error is 0 (it looks at the object's origin).

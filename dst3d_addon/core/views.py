@@ -45,7 +45,7 @@ def view_pose(settings: RenderSettings, job: ModelJob, view: int, mesh: Mesh) ->
 
 
 def file_paths(annotation_id: str, keep_render: bool) -> dict[str, str]:
-    """The record's `files`, relative to the dataset folder (dataset.md)."""
+    """The record's `files`, relative to the dataset folder (dataset-format.md)."""
     files = {
         "control": f"control/{annotation_id}.png",
         "mask": f"masks/{annotation_id}.png",

@@ -53,7 +53,7 @@ def geodesic_distance(R1: np.ndarray, R2: np.ndarray) -> float:
 def pose_errors(predicted: np.ndarray, labelled: np.ndarray) -> np.ndarray:
     """Geodesic distance (radians) between the rotations of (N, 3) predicted and labelled poses.
 
-    The rotations are camera.md's R_theta = Rz(theta) Rx(e - pi/2) Rz(-a), as in NeMo's pose_error.
+    The rotations are pose-convention.md's R_theta = Rz(theta) Rx(e - pi/2) Rz(-a), as in NeMo's pose_error.
     """
     p = np.asarray(predicted, dtype=np.float64).reshape(-1, 3)
     q = np.asarray(labelled, dtype=np.float64).reshape(-1, 3)

@@ -1,7 +1,7 @@
 """The render stage end to end through tools/dst3d_batch.py (real bpy in the worker processes).
 
 Geometry: each format's own vertices, loaded independently with trimesh and mapped with the
-record's `cad.to_object`, project (camera.md) onto the rendered mask. Resume: a run killed part-way
+record's `cad.to_object`, project (pose-convention.md) onto the rendered mask. Resume: a run killed part-way
 and run again equals an uninterrupted run, byte for byte. Bad input: one clear line and a non-zero
 exit, and in a run over many models the good ones are all written.
 """

@@ -1,4 +1,4 @@
-"""blender/rig.py and core/camera.py against Blender's own camera (camera.md, "Blender")."""
+"""blender/rig.py and core/camera.py against Blender's own camera (pose-convention.md, "Blender")."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def random_pose(rng: np.random.Generator) -> Pose:
 
 
 def blender_pixels(scene: bpy.types.Scene, camera: bpy.types.Object, points: np.ndarray) -> np.ndarray:
-    """Blender's projection of world points, in camera.md's pixels (u = x W, v = (1 - y) H)."""
+    """Blender's projection of world points, in pose-convention.md's pixels (u = x W, v = (1 - y) H)."""
     width, height = scene.render.resolution_x, scene.render.resolution_y
     out = []
     for p in points:
@@ -89,7 +89,7 @@ def test_matrix_world_gives_back_the_pose(scene):
     for _ in range(200):
         pose = random_pose(rng)
         if abs(pose.elevation) > math.pi / 2 - 1e-3:
-            continue  # at the poles the azimuth is undefined (camera.md); tested below
+            continue  # at the poles the azimuth is undefined (pose-convention.md); tested below
         rig.set_pose(camera, pose)
         back = pose_from_matrix_world(np.array(camera.matrix_world))
         assert back.azimuth == pytest.approx(pose.azimuth, abs=1e-5)

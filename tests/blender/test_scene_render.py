@@ -1,4 +1,4 @@
-"""The Blender-rendered edge modes (Freestyle lines, 3D-DST's shaded Cycles render) against camera.md."""
+"""The Blender-rendered edge modes (Freestyle lines, 3D-DST's shaded Cycles render) against pose-convention.md."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def random_pose(rng: np.random.Generator, distance: tuple[float, float] = (2.2, 
 
 
 def cv_points(uv: np.ndarray) -> np.ndarray:
-    """camera.md pixels to OpenCV's integer coordinates with 4 fractional bits."""
+    """pose-convention.md pixels to OpenCV's integer coordinates with 4 fractional bits."""
     return np.round((uv - 0.5) * 16).astype(np.int32)
 
 

@@ -1,4 +1,4 @@
-"""core.camera against shared/spec/camera.md: formulas, projections, inverse, OpenCV form."""
+"""core.camera against shared/spec/pose-convention.md: formulas, projections, inverse, OpenCV form."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""core.records: the annotation record of dataset.md, its validation, and the researchers' loader."""
+"""core.records: the annotation record of dataset-format.md, its validation, and the researchers' loader."""
 
 import copy
 import json
@@ -65,7 +65,7 @@ def test_record_has_exactly_the_spec_layout():
 
 
 def test_record_camera_reproduces_the_projection():
-    # Anyone can project with the record's K and OpenCV extrinsics and land where camera.md says.
+    # Anyone can project with the record's K and OpenCV extrinsics and land where pose-convention.md says.
     r = make_record()
     pts = np.random.default_rng(0).uniform(-0.5, 0.5, (20, 3))
     K = np.array(r["camera"]["K"])

@@ -1,7 +1,7 @@
 """The generate and run stages end to end through tools/dst3d_batch.py, with the tiny pipeline.
 
 A real render (bpy) makes the dataset; generation runs in the worker on the CPU. Checked: records
-and images per dataset.md, batch = single, resume (also after SIGKILL) byte-identical, out of
+and images per dataset-format.md, batch = single, resume (also after SIGKILL) byte-identical, out of
 memory halves the batch, missing weights / GPU / torch degrade with one clear line, bad options
 get one line and exit 2, and the rendered data is never touched.
 """
