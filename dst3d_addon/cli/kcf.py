@@ -27,7 +27,6 @@ from .options import (
 
 def add_parsers(stages: argparse._SubParsersAction) -> None:
     """Add the kcf, filter and report stages to the batch script's sub-parsers."""
-    pos_int, pos_float, fin_float = positive_int, positive_float, finite_float
     k = stages.add_parser(
         "kcf",
         help="K-fold consistency filter: score every image by a pose estimator that did not see it",
@@ -35,7 +34,7 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         "and score each image of the held-out fold by its loss; writes kcf.json.",
     )
     k.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
-    k.add_argument("--folds", type=pos_int("--folds"), default=5, metavar="K", help="folds (default 5)")
+    k.add_argument("--folds", type=positive_int("--folds"), default=5, metavar="K", help="folds (default 5)")
     k.add_argument(
         "--images", choices=IMAGE_KINDS, default="generated", help="which image of each record to judge"
     )
@@ -47,15 +46,17 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         help="keep all images of one view (default) or one CAD model in the same fold",
     )
     t = k.add_argument_group("training")
-    t.add_argument("--epochs", type=pos_int("--epochs"), default=30, help="epochs per fold (default 30)")
-    t.add_argument("--batch-size", type=pos_int("--batch-size"), default=32, help="default 32")
+    t.add_argument("--epochs", type=positive_int("--epochs"), default=30, help="epochs per fold (default 30)")
+    t.add_argument("--batch-size", type=positive_int("--batch-size"), default=32, help="default 32")
     t.add_argument(
-        "--image-size", type=pos_int("--image-size"), default=256, metavar="PX", help="default 256"
+        "--image-size", type=positive_int("--image-size"), default=256, metavar="PX", help="default 256"
     )
-    t.add_argument("--lr", type=pos_float("--lr"), default=0.01, help="learning rate (default 0.01)")
+    t.add_argument("--lr", type=positive_float("--lr"), default=0.01, help="learning rate (default 0.01)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (default, as 3D-DST) or adamw")
-    t.add_argument("--momentum", type=fin_float("--momentum"), default=0.9, help="SGD momentum (default 0.9)")
-    t.add_argument("--weight-decay", type=fin_float("--weight-decay"), default=1e-4, help="default 1e-4")
+    t.add_argument(
+        "--momentum", type=finite_float("--momentum"), default=0.9, help="SGD momentum (default 0.9)"
+    )
+    t.add_argument("--weight-decay", type=finite_float("--weight-decay"), default=1e-4, help="default 1e-4")
     t.add_argument(
         "--backbone", choices=list(BACKBONES), default="resnet-50", help="default resnet-50 (3D-DST)"
     )
@@ -74,7 +75,7 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
     )
     t.add_argument(
         "--label-sigma",
-        type=fin_float("--label-sigma"),
+        type=finite_float("--label-sigma"),
         default=3.0,
         metavar="BINS",
         help="spread each label over neighbouring bins (circular Gaussian, in bins, default 3; 0 = 3D-DST's one-hot)",
@@ -87,7 +88,7 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
     x.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
     )
-    x.add_argument("--threads", type=pos_int("--threads"), default=None, help="CPU threads for torch")
+    x.add_argument("--threads", type=positive_int("--threads"), default=None, help="CPU threads for torch")
     x.add_argument(
         "--python",
         default=None,
@@ -116,7 +117,7 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         metavar="F",
         help="keep the F lowest-scoring images",
     )
-    rule.add_argument("--max-score", type=fin_float("--max-score"), metavar="S", help="keep scores <= S")
+    rule.add_argument("--max-score", type=finite_float("--max-score"), metavar="S", help="keep scores <= S")
     f.add_argument(
         "--per-class",
         action=argparse.BooleanOptionalAction,
@@ -133,9 +134,11 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
     r.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
     r.add_argument("--output", metavar="PNG", help="where to write it (default <out>/kcf_report.png)")
     r.add_argument(
-        "--count", type=pos_int("--count"), default=8, metavar="N", help="worst and best images (8)"
+        "--count", type=positive_int("--count"), default=8, metavar="N", help="worst and best images (8)"
     )
-    r.add_argument("--tile", type=pos_int("--tile"), default=160, metavar="PX", help="image tile size (160)")
+    r.add_argument(
+        "--tile", type=positive_int("--tile"), default=160, metavar="PX", help="image tile size (160)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> KcfSettings:
@@ -221,7 +224,6 @@ def run_kcf(args: argparse.Namespace) -> int:
         threads=args.threads,
         amp=args.amp,
         save_weights=args.save_weights,
-        allow_mixed=args.allow_mixed,
     )
     plan = plan_kcf(out, settings, allow_mixed=args.allow_mixed)
     sizes = [plan.fold_size(f) for f in range(settings.folds)]

@@ -43,7 +43,6 @@ class KcfOptions:
     threads: int | None = None
     amp: bool = True
     save_weights: bool = False
-    allow_mixed: bool = False
 
 
 @dataclass

@@ -10,6 +10,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from safetensors.torch import save_file
 from dst3d_addon.generation.errors import BadInput, MissingRuntime, MissingWeights
 from dst3d_addon.generation.model_configs import CONFIGS_DIR, family_config_dir
 from dst3d_addon.generation.worker import pipelines
+from dst3d_addon.generation.worker.loop import Worker
 from dst3d_addon.generation.worker.pipelines import (
     SCHEDULERS,
     LoadedPipeline,
@@ -356,3 +358,13 @@ def test_lora_errors(dst3d_cache: Path, tmp_path: Path, monkeypatch: pytest.Monk
     save_file({"x": torch.zeros(1)}, lora)
     with pytest.raises(MissingRuntime, match="needs the `peft` package"):
         load_pipeline(PipelineRequest(base="tiny", lora=str(lora), device="cpu"))
+
+    # The worker runs such a request on its fallback settings, once said, as for missing weights.
+    sent = []
+    worker = Worker(SimpleNamespace(send=sent.append), SimpleNamespace())
+    request = {"base": "tiny", "lora": str(lora), "device": "cpu", "scheduler": "lcm"}
+    loaded, overrides = worker.resolve(7, request, {"scheduler": "unipc", "steps": 10})
+    assert overrides == {"steps": 10} and loaded.description["lora"] is None
+    assert loaded.description["scheduler"] == "unipc"
+    assert [m["type"] for m in sent if "peft" in m.get("message", "")] == ["status"]
+    assert worker.resolve(8, request, {"scheduler": "unipc", "steps": 10})[1] == {"steps": 10}

@@ -110,15 +110,16 @@ class Worker:
     def resolve(
         self, job_id: Any, request: dict[str, Any], fallback: dict[str, Any] | None
     ) -> tuple[Any, dict[str, Any]]:
-        """The pipeline for `request` and the settings to override: a request whose LoRA weights
-        are missing runs (with a status message, once) on its fallback settings without the LoRA."""
+        """The pipeline for `request` and the settings to override: a request whose LoRA cannot be
+        loaded (its weights missing, or peft) runs (with a status message, once) on its fallback
+        settings without the LoRA."""
         key = json.dumps(request, sort_keys=True)
         if key in self.fallbacks:
             fallback_request, overrides = self.fallbacks[key]
             return self.ensure_pipeline(job_id, fallback_request), overrides
         try:
             return self.ensure_pipeline(job_id, request), {}
-        except MissingWeights as exc:
+        except (MissingWeights, MissingRuntime) as exc:  # the LoRA's weights, or peft to load them
             if not fallback or not request.get("lora"):
                 raise
             self.channel.send(
