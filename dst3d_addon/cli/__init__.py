@@ -17,7 +17,7 @@ from .. import __version__
 from ..core.errors import Dst3dError
 from . import kcf
 from .generate import add_generation_options, run_all, run_generate
-from .options import PROG, Parser, UsageError, fail
+from .options import PROG, Parser, UsageError, fail, join_dash_values
 from .render import add_render_options, run_render, run_worker
 
 
@@ -61,10 +61,13 @@ def main(argv: Sequence[str], script: Path | None = None) -> int:
     installed `dst3d` command) they run `python -m dst3d_addon.cli`.
     """
     argv = list(argv)
-    if argv[:1] == ["_worker"]:
-        return run_worker(argv[1:])
     try:
-        args = build_parser().parse_args(argv)
+        if argv[:1] == ["_worker"]:
+            return run_worker(argv[1:])
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(join_dash_values(argv))
+        if unknown:  # said by the stage, not by the top parser
+            raise UsageError(f"{PROG} {args.stage}: unrecognized arguments: {' '.join(unknown)} (see --help)")
         if args.stage == "render":
             return run_render(args, script)
         if args.stage == "generate":
@@ -74,6 +77,8 @@ def main(argv: Sequence[str], script: Path | None = None) -> int:
         if args.stage in kcf.STAGES:
             return kcf.STAGES[args.stage](args)
         raise UsageError(f"unknown stage {args.stage!r}")
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
     except (Dst3dError, ValueError) as exc:  # settings validation names the setting
         fail(exc)
         return 2

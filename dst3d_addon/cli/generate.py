@@ -23,7 +23,7 @@ from ..core.prompts import PAPER_PROMPT, PromptSource
 from ..core.render_plan import Shard
 from ..generation.client import WorkerClient, WorkerConfig
 from ..generation.run import GenerateRun, RunOptions
-from .options import UsageError, cli_text, device, fail, finite_float, positive_int, say, shard
+from .options import UsageError, cli_text, device, fail, finite_float, positive_int, say, seed, shard
 from .render import run_render
 
 
@@ -97,7 +97,9 @@ def add_generation_options(g: argparse.ArgumentParser, common: bool) -> None:
         help="the worker's Python, with torch and diffusers (default: $DST3D_WORKER_PYTHON or this one)",
     )
     if common:
-        x.add_argument("--seed", type=int, default=0, help="run seed; each image's seed derives from it")
+        x.add_argument(
+            "--seed", type=seed("--seed"), default=0, help="run seed; each image's seed derives from it"
+        )
         x.add_argument(
             "--shard",
             type=shard,

@@ -22,6 +22,7 @@ from .options import (
     positive_float,
     positive_int,
     say,
+    seed,
 )
 
 
@@ -80,7 +81,9 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         metavar="BINS",
         help="spread each label over neighbouring bins (circular Gaussian, in bins, default 3; 0 = 3D-DST's one-hot)",
     )
-    t.add_argument("--seed", type=int, default=0, help="folds, initialisation and batch order derive from it")
+    t.add_argument(
+        "--seed", type=seed("--seed"), default=0, help="folds, initialisation and batch order derive from it"
+    )
     x = k.add_argument_group("execution")
     x.add_argument(
         "--device", type=device, default="auto", help="auto (CUDA when available), cpu, cuda[:N], mps"

@@ -13,6 +13,7 @@ from .. import __version__
 from ..core import catalog
 from ..core.cad_files import check_cad_file
 from ..core.errors import Dst3dError
+from ..core.ids import is_id_part
 from ..core.progress import Progress, format_duration
 from ..core.render_plan import ModelJob, Shard, check_unique_ids, model_id_from_path, plan_render, plan_tasks
 from ..core.render_settings import (
@@ -36,6 +37,7 @@ from .options import (
     positive_float,
     positive_int,
     say,
+    seed,
     shard,
     strategy,
 )
@@ -75,7 +77,9 @@ def add_render_options(r: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"views per model (default {DEFAULT_VIEWS}, or the grid's size)",
     )
-    v.add_argument("--seed", type=int, default=0, help="run seed; each view's seed derives from it")
+    v.add_argument(
+        "--seed", type=seed("--seed"), default=0, help="run seed; each view's seed derives from it"
+    )
     v.add_argument("--resolution", type=parse_resolution, default=DEFAULT_RESOLUTION, metavar="W[xH]")
     v.add_argument(
         "--sampling", type=strategy, default="1", help="; ".join(f"{k}: {d}" for k, d in STRATEGIES.items())
@@ -164,9 +168,29 @@ def settings_from_args(args: argparse.Namespace) -> RenderSettings:
     )
 
 
+def check_model_options(args: argparse.Namespace) -> None:
+    """Refuse --class-name, --synset, --forward and --up values that could not make a model, before
+    any work (each would otherwise fail in every worker)."""
+    if args.forward.lstrip("-") == args.up.lstrip("-"):
+        raise UsageError(
+            f"--up {args.up}: parallel to --forward {args.forward}; the up axis must be perpendicular to the front"
+        )
+    for option, value in (("--class-name", args.class_name), ("--synset", args.synset)):
+        if value is not None and not value.strip():
+            raise UsageError(f"--{option[2:]} {value!r}: must not be empty")
+    key_option, key = ("--synset", args.synset) if args.synset else ("--class-name", args.class_name)
+    if key is not None and not is_id_part(key):
+        hint = "" if args.synset else "; or give --synset, which then names them"
+        raise UsageError(
+            f"{key_option} {key!r}: it names the dataset's folders, so use letters, digits and . _ + - "
+            f"(not starting with '.'){hint}"
+        )
+
+
 def models_from_args(args: argparse.Namespace) -> list[ModelJob]:
     """The run's models, from --cad and --cad-csv."""
     models: list[ModelJob] = []
+    check_model_options(args)
     if args.cad_csv is None and (args.cad_root or args.synsets):
         raise UsageError("--cad-root and --synsets go with --cad-csv")
     for path in args.cad:

@@ -17,6 +17,11 @@ _ID_PART_MAX = 200
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
+def is_id_part(value: object) -> bool:
+    """Whether `value` is one safe path part of an id (see `check_id_part`)."""
+    return isinstance(value, str) and 0 < len(value) <= _ID_PART_MAX and bool(_ID_PART.match(value))
+
+
 def check_id_part(value: str, what: str = "id part") -> str:
     """Return `value` if it is one safe path part of an id, else raise DatasetError naming `what`.
 

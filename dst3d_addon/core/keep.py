@@ -57,12 +57,19 @@ def select_kept(
     """The entries (kcf.json images: file, class, score) a filter keeps, in their given order.
 
     `keep_fraction` keeps the ceil(F * n) lowest scores (per class when `per_class`; ties go by
-    file name); `max_score` keeps every score <= S. Exactly one of the two must be given.
+    file name); `max_score` keeps every score <= S, and must keep one at least (a filter that
+    empties the dataset is a mistake). Exactly one of the two must be given.
     """
     if (keep_fraction is None) == (max_score is None):
         raise ValueError("give exactly one of keep_fraction and max_score")
     if max_score is not None:
-        return [e for e in entries if float(e["score"]) <= max_score]
+        kept = [e for e in entries if float(e["score"]) <= max_score]
+        if entries and not kept:
+            lowest = min(float(e["score"]) for e in entries)
+            raise SettingError(
+                f"{setting('max_score')} {max_score:g}: keeps no image (the lowest score is {lowest:.4g})"
+            )
+        return kept
     if not 0.0 < keep_fraction <= 1.0:
         raise SettingError(f"{setting('keep_fraction')} {keep_fraction}: must be in (0, 1]")
     groups: dict[str, list[int]] = {}

@@ -72,7 +72,7 @@ def _parse(template: str, what: str) -> list[tuple[bool, str]]:
             if name not in PLACEHOLDERS:
                 raise PromptError(
                     f"{what} {template!r}: unknown placeholder {token}; use {{class}} or {{synset}} "
-                    "({{{{ and }}}} for literal braces)"
+                    "({{ and }} for literal braces)"
                 )
             parts.append((True, name))
         pos = m.end()

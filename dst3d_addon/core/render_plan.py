@@ -107,7 +107,9 @@ class Shard:
         if not m:
             raise SettingError(f"{setting('shard')} {text!r}: expected I/N, such as 0/4")
         index, count = int(m.group(1)), int(m.group(2))
-        if count < 1 or index >= count:
+        if count < 1:
+            raise SettingError(f"{setting('shard')} {text!r}: N must be at least 1")
+        if index >= count:
             raise SettingError(
                 f"{setting('shard')} {text!r}: I must be in 0..N-1 (shards are 0/{count} to {count - 1}/{count})"
             )

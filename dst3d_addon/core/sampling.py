@@ -65,8 +65,8 @@ def parse_strategy(text: str) -> Strategy:
         a, e = int(m.group(1)), int(m.group(2))
         if a >= 1 and e >= 1:
             return Strategy(f"{a}x{e}", (a, e))
-    raise ValueError(
-        f"unknown sampling strategy {text!r}: use 1, 2, 3, 4, 5, sphere, or a grid AxE such as 8x3"
+    raise SettingError(
+        f"{setting('sampling')} {text!r}: unknown strategy; use 1, 2, 3, 4, 5, sphere, or a grid AxE such as 8x3"
     )
 
 

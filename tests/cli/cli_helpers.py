@@ -26,4 +26,4 @@ def error(message: str) -> str:
 
 def invalid_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
     """argparse's message for a value outside `choices` (Python 3.11's wording: reprs, comma-joined)."""
-    return f"argument {option}: invalid choice: {value!r} (choose from {', '.join(map(repr, choices))})"
+    return f"{option}: invalid choice: {value!r} (choose from {', '.join(map(repr, choices))})"

@@ -126,7 +126,7 @@ NOT_A_PRESET = (
             ["--prompt", "a {klass}"],
             # The doubled braces are printed as they are written in the code (see the report).
             "--prompt 'a {klass}': unknown placeholder {klass}; use {class} or {synset} "
-            "({{{{ and }}}} for literal braces)",
+            "({{ and }} for literal braces)",
             id="prompt-placeholder",
         ),
         pytest.param(

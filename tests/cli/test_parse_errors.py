@@ -11,7 +11,7 @@ import pytest
 
 import dst3d_addon
 from dst3d_addon import cli
-from tests.cli.cli_helpers import SCRIPT, invalid_choice, usage
+from tests.cli.cli_helpers import SCRIPT, error, invalid_choice, usage
 
 STAGES = ("render", "generate", "run", "kcf", "filter", "report")
 #: The one option every stage requires; parsing fails before anything looks at the folder.
@@ -95,23 +95,24 @@ def _one_error(run_cli, stage: str, *args: str) -> list[str]:
 @pytest.mark.parametrize(("stage", "option", "value", "problem"), NUMBER_CASES)
 def test_a_bad_number_names_the_option_and_the_problem(run_cli, stage, option, value, problem):
     lines = _one_error(run_cli, stage, option, value)
-    assert lines == [usage(stage, f"argument {option}: {option} {value!r}: {problem}")]
+    assert lines == [usage(stage, f"{option} {value!r}: {problem}")]
 
 
 @pytest.mark.parametrize("stage", ["render", "generate", "run", "kcf"])
-def test_a_seed_must_be_a_whole_number(run_cli, stage):
-    # --seed is a plain int: argparse's own wording, not the other numbers'.
+def test_a_seed_must_be_a_whole_number_below_2_to_the_53(run_cli, stage):
     assert _one_error(run_cli, stage, "--seed", "1.5") == [
-        usage(stage, "argument --seed: invalid int value: '1.5'")
+        usage(stage, "--seed '1.5': expected a whole number")
+    ]
+    assert _one_error(run_cli, stage, "--seed", "-1") == [usage(stage, "--seed '-1': must be in [0, 2**53)")]
+    assert _one_error(run_cli, stage, "--seed", str(2**53)) == [
+        usage(stage, f"--seed '{2**53}': must be in [0, 2**53)")
     ]
 
 
 @pytest.mark.parametrize("value", ["1.5", "1.0001"])
 def test_keep_fraction_above_one_is_refused(run_cli, value):
     lines = _one_error(run_cli, "filter", "--keep-fraction", value)
-    assert lines == [
-        usage("filter", f"argument --keep-fraction: --keep-fraction {value!r}: must be in (0, 1]")
-    ]
+    assert lines == [usage("filter", f"--keep-fraction {value!r}: must be in (0, 1]")]
 
 
 # ----------------------------------------------------------------------------------------- choices
@@ -153,19 +154,49 @@ def test_a_bad_choice_lists_the_choices(run_cli, stage, option, value, names):
 
 @pytest.mark.parametrize("stage", ["render", "run"])
 @pytest.mark.parametrize("option", ["--forward", "--up"])
-def test_a_negative_axis_needs_the_equals_form(run_cli, stage, option):
-    # "-Y" (the --forward default) looks like an option to argparse: only --forward=-Y passes.
-    lines = _one_error(run_cli, stage, option, "-Y")
-    assert lines == [usage(stage, f"argument {option}: expected one argument")]
+def test_a_negative_axis_is_a_value_not_an_option(run_cli, stage, option):
+    # "-Y" (the --forward default) looks like an option to argparse; the batch script reads it as the axis.
+    args = cli.build_parser().parse_args([stage, "--out", "o", option, "-X"])
+    assert getattr(args, option[2:]) == "-X"
+    other = "--up" if option == "--forward" else "--forward"
+    values = {option: "-X", other: "X"}
+    lines = run_cli(stage, "--out", "o", "--cad", "a.obj", option, "-X", other, "X")[1]
+    assert lines == [
+        error(f"--up {values['--up']}: parallel to --forward {values['--forward']}; ")
+        + "the up axis must be perpendicular to the front"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--class-name", ""], "--class-name '': must not be empty"),
+        (["--synset", " "], "--synset ' ': must not be empty"),
+        (
+            ["--class-name", "pickup truck"],
+            "--class-name 'pickup truck': it names the dataset's folders, so use letters, digits and . _ + - "
+            "(not starting with '.'); or give --synset, which then names them",
+        ),
+        (
+            ["--synset", "../n1"],
+            "--synset '../n1': it names the dataset's folders, so use letters, digits and . _ + - "
+            "(not starting with '.')",
+        ),
+    ],
+)
+def test_class_and_synset_that_cannot_name_a_folder_are_refused_before_any_work(
+    run_cli, tmp_path, args, message
+):
+    out = tmp_path / "o"
+    assert run_cli("render", "--out", str(out), "--cad", "a.obj", *args) == (2, [error(message)])
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("stage", ["generate", "run", "kcf"])
 @pytest.mark.parametrize("value", ["cuda:x", "gpu", "cuda:", "CUDA", "cuda:0,1", "cpu:0"])
 def test_a_bad_device_names_the_accepted_forms(run_cli, stage, value):
     lines = _one_error(run_cli, stage, "--device", value)
-    assert lines == [
-        usage(stage, f"argument --device: --device {value!r}: use auto, cpu, cuda, cuda:N or mps")
-    ]
+    assert lines == [usage(stage, f"--device {value!r}: use auto, cpu, cuda, cuda:N or mps")]
 
 
 # ----------------------------------------------------------------------------------------- formats
@@ -181,13 +212,12 @@ def test_a_bad_device_names_the_accepted_forms(run_cli, stage, value):
         ("x480", "expected W or WxH, such as 512x384"),
         ("20000", "at most 16384 pixels a side"),
         ("16385x16", "at most 16384 pixels a side"),
-        # Three numbers are refused, though the message speaks of positive sizes (see the report).
-        ("640x480x3", "width and height must be positive"),
+        ("640x480x3", "expected W or WxH, such as 512x384"),
     ],
 )
 def test_a_bad_resolution(run_cli, stage, value, problem):
     lines = _one_error(run_cli, stage, "--resolution", value)
-    assert lines == [usage(stage, f"argument --resolution: --resolution {value!r}: {problem}")]
+    assert lines == [usage(stage, f"--resolution {value!r}: {problem}")]
 
 
 @pytest.mark.parametrize("stage", ["render", "generate", "run"])
@@ -196,15 +226,14 @@ def test_a_bad_resolution(run_cli, stage, value, problem):
     [
         ("3/2", "I must be in 0..N-1 (shards are 0/2 to 1/2)"),
         ("2/2", "I must be in 0..N-1 (shards are 0/2 to 1/2)"),
-        # N = 0 gets the same wording, with an impossible range (see the report).
-        ("1/0", "I must be in 0..N-1 (shards are 0/0 to -1/0)"),
+        ("1/0", "N must be at least 1"),
         ("a/b", "expected I/N, such as 0/4"),
         ("1", "expected I/N, such as 0/4"),
     ],
 )
 def test_a_bad_shard(run_cli, stage, value, problem):
     lines = _one_error(run_cli, stage, "--shard", value)
-    assert lines == [usage(stage, f"argument --shard: --shard {value!r}: {problem}")]
+    assert lines == [usage(stage, f"--shard {value!r}: {problem}")]
 
 
 @pytest.mark.parametrize("stage", ["render", "run"])
@@ -214,8 +243,7 @@ def test_a_bad_sampling_strategy_lists_the_strategies(run_cli, stage, value):
     assert lines == [
         usage(
             stage,
-            f"argument --sampling: --sampling: unknown sampling strategy {value!r}: "
-            "use 1, 2, 3, 4, 5, sphere, or a grid AxE such as 8x3",
+            f"--sampling {value!r}: unknown strategy; use 1, 2, 3, 4, 5, sphere, or a grid AxE such as 8x3",
         )
     ]
 
@@ -230,12 +258,12 @@ def test_a_bad_sampling_strategy_lists_the_strategies(run_cli, stage, value):
 )
 def test_one_camera_distance_rule_at_a_time(run_cli, stage, first, second):
     lines = _one_error(run_cli, stage, first, "2", second, "0.5")
-    assert lines == [usage(stage, f"argument {second}: not allowed with argument {first}")]
+    assert lines == [usage(stage, f"{second}: not allowed with argument {first}")]
 
 
 def test_filter_takes_keep_fraction_or_max_score_not_both(run_cli):
     lines = _one_error(run_cli, "filter", "--keep-fraction", "0.5", "--max-score", "2")
-    assert lines == [usage("filter", "argument --max-score: not allowed with argument --keep-fraction")]
+    assert lines == [usage("filter", "--max-score: not allowed with argument --keep-fraction")]
 
 
 def test_filter_needs_a_rule(run_cli):
@@ -280,19 +308,22 @@ def test_an_unknown_option_is_named(run_cli, stage, extra):
     rule = ["--keep-fraction", "0.5"] if stage == "filter" else []
     code, lines = run_cli(stage, *OUT, *rule, *extra)
     assert code == 2
-    # Reported by the top-level parser, so without the stage's name.
-    assert lines == [usage(None, f"unrecognized arguments: {' '.join(extra)}")]
+    assert lines == [usage(stage, f"unrecognized arguments: {' '.join(extra)}")]
 
 
 def test_a_generate_only_option_is_unknown_to_render(run_cli):
     code, lines = run_cli("render", "--out", "o", "--steps", "4")
-    assert (code, lines) == (2, [usage(None, "unrecognized arguments: --steps 4")])
+    assert (code, lines) == (2, [usage("render", "unrecognized arguments: --steps 4")])
+
+
+def test_options_are_never_abbreviated(run_cli):
+    assert run_cli("render", "--out", "o", "--view", "3") == (
+        2,
+        [usage("render", "unrecognized arguments: --view 3")],
+    )
 
 
 def test_version_prints_and_exits_zero(capsys):
-    # argparse's version action exits: cli.main raises SystemExit(0) instead of returning.
-    with pytest.raises(SystemExit) as stop:
-        cli.main(["--version"], SCRIPT)
-    assert stop.value.code == 0
+    assert cli.main(["--version"], SCRIPT) == 0
     out, err = capsys.readouterr()
     assert (out, err) == (f"dst3d {dst3d_addon.__version__}\n", "")

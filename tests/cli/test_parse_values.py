@@ -165,11 +165,11 @@ def test_render_values():
         "--forward", "X",
         "--up=-Z",
         "--edges", "canny-shaded",
-        "--seed", "-7",
+        "--seed", "7",
     )  # fmt: skip
     assert args.cad == ["a.glb", "b.obj"]
     assert (args.views, args.fit, args.theta_std, args.azimuth_offset) == (3, 0.5, -2.5, -90.0)
-    assert (args.forward, args.up, args.edges, args.seed) == ("X", "-Z", "canny-shaded", -7)
+    assert (args.forward, args.up, args.edges, args.seed) == ("X", "-Z", "canny-shaded", 7)
     assert (parse("render", "--out", "d", "--distance", "2").distance, args.distance) == (2.0, None)
 
 
