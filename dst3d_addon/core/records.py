@@ -182,8 +182,10 @@ def validate_annotation(record: Any) -> None:
     to_object = ck.array(cad, "to_object", (4, 4), "cad.")
     if not np.allclose(to_object[3], [0.0, 0.0, 0.0, 1.0], atol=1e-9):
         raise ck.fail("cad.to_object", f"must be affine (last row 0 0 0 1), got {to_object[3].tolist()}")
-    if abs(np.linalg.det(to_object[:3, :3])) < 1e-12:
-        raise ck.fail("cad.to_object", "is singular")
+    # Scale-aware: a model in millimetres or kilometres has a tiny or huge scale, not a singular one.
+    singular = np.linalg.svd(to_object[:3, :3], compute_uv=False)
+    if not singular[-1] > singular[0] * 1e-9:
+        raise ck.fail("cad.to_object", f"is singular (singular values {singular.tolist()})")
 
     p = ck.obj(record, "pose")
     azimuth = ck.number(p, "azimuth", "pose.")

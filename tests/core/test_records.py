@@ -87,6 +87,13 @@ def test_null_synset_and_empty_mask_are_allowed():
     assert r["class"]["synset"] is None and r["bbox"] is None
 
 
+@pytest.mark.parametrize("units", [1e-4, 20_000.0, 3e6])
+def test_any_finite_scale_is_a_valid_to_object(units):
+    """A 20 m object modelled in mm is normalised by 1/20000: tiny, not singular."""
+    to_object = np.diag([1 / units, 1 / units, 1 / units, 1.0])
+    assert make_record(to_object=to_object)["cad"]["to_object"][0][0] == pytest.approx(1 / units)
+
+
 def mutate(path: str, value):
     """A function that sets (or, with value=DELETE, removes) a dotted field of a record copy."""
 
