@@ -17,11 +17,10 @@ from pathlib import Path
 import bpy
 
 from .. import __version__
-from ..core.dataset import ANNOTATIONS
 from ..core.errors import DatasetError, Dst3dError
 from ..core.generation_settings import GenerationSettings
 from ..core.prompts import PromptSource
-from ..core.render_plan import ModelJob, Shard, plan_render
+from ..core.render_plan import ModelJob, RecordWriter, Shard, plan_render
 from ..core.render_settings import RenderSettings
 from ..core.views import BlenderRender, Mesh, render_view
 from ..generation.client import WorkerClient
@@ -98,7 +97,8 @@ class ExportJob:
                 f"Dataset Folder {self.out}: cannot write there ({exc.strerror or exc})"
             ) from None
         self.dataset = plan.dataset
-        self.queue = [(i, view) for i, views_left in enumerate(plan.pending) for view in views_left]
+        self.records = RecordWriter(plan)
+        self.queue = [(i, view) for i, views_left in enumerate(plan.pending()) for view in views_left]
         self.to_render = plan.total
         self.rendered = 0
         self.skipped_views = plan.skipped
@@ -171,12 +171,13 @@ class ExportJob:
             index, view = self.queue.pop(0)
             model = self.models[index]
             record = render_view(self.out, self.settings, model.job, view, model.mesh, model.render)
-            self.dataset.append(ANNOTATIONS, [record])
+            self.records.add(record)
             self.rendered += 1
             if model.render is not None or time.monotonic() - start > RENDER_BUDGET_S:
                 break
         self.status = f"Rendering {self.rendered}/{self.to_render} views"
         if not self.queue:
+            self.records.finish()
             self._start_generation()
 
     def _start_generation(self) -> None:

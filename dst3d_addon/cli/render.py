@@ -4,6 +4,7 @@ render pool (`render_pool.py`); also the hidden `_worker` stage each render work
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -13,9 +14,10 @@ from .. import __version__
 from ..core import catalog
 from ..core.cad_files import check_cad_file
 from ..core.errors import Dst3dError
+from ..core.files import remove_stale_temps
 from ..core.ids import is_id_part
 from ..core.progress import Progress, format_duration
-from ..core.render_plan import ModelJob, Shard, check_unique_ids, model_id_from_path, plan_render, plan_tasks
+from ..core.render_plan import MAX_VIEWS, ModelJob, Shard, model_id_from_path, plan_render, unique_models
 from ..core.render_settings import (
     AXES,
     DEFAULT_FIT,
@@ -41,7 +43,10 @@ from .options import (
     shard,
     strategy,
 )
-from .render_pool import RenderRun
+from .render_pool import DEFAULT_MODEL_TIMEOUT, RenderRun
+
+#: What one render worker (a Blender process) takes in memory, for capping --workers.
+WORKER_MEMORY = 300 * 2**20
 
 
 def add_render_options(r: argparse.ArgumentParser) -> None:
@@ -136,7 +141,14 @@ def add_render_options(r: argparse.ArgumentParser) -> None:
         type=positive_int("--workers"),
         default=1,
         metavar="K",
-        help="parallel Blender processes (default 1)",
+        help="parallel Blender processes (default 1; capped to the cores and free memory)",
+    )
+    x.add_argument(
+        "--model-timeout",
+        type=positive_float("--model-timeout"),
+        default=DEFAULT_MODEL_TIMEOUT,
+        metavar="S",
+        help=f"a model whose import or view sends nothing for S seconds fails alone (default {DEFAULT_MODEL_TIMEOUT:g})",
     )
     x.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -187,8 +199,9 @@ def check_model_options(args: argparse.Namespace) -> None:
         )
 
 
-def models_from_args(args: argparse.Namespace) -> list[ModelJob]:
-    """The run's models, from --cad and --cad-csv."""
+def models_from_args(args: argparse.Namespace, missing: list[str] | None = None) -> list[ModelJob]:
+    """The run's models, from --cad and --cad-csv (catalogue models that cannot be found go to
+    `missing` when given, else refuse the run)."""
     models: list[ModelJob] = []
     check_model_options(args)
     if args.cad_csv is None and (args.cad_root or args.synsets):
@@ -209,29 +222,69 @@ def models_from_args(args: argparse.Namespace) -> list[ModelJob]:
     if args.cad_csv is not None:
         if not args.cad_root:
             raise UsageError("--cad-csv needs --cad-root DIR (where its models are)")
-        models.extend(catalog.jobs_from_catalog(args.cad_csv, args.cad_root, args.synsets, args.class_name))
-    if not models:
+        models.extend(
+            catalog.jobs_from_catalog(args.cad_csv, args.cad_root, args.synsets, args.class_name, missing)
+        )
+    if not models and not missing:
         raise UsageError("no models: give --cad PATH or --cad-csv CSV --cad-root DIR")
     try:
-        check_unique_ids(models)
+        models, again = unique_models(models)
     except ValueError as exc:
         raise UsageError(cli_text(exc)) from None
+    for model in again:
+        say(f"dst3d render: warning: {model.cad_path} is given more than once; rendering it once")
     return models
 
 
 def views_per_model(args: argparse.Namespace) -> int:
-    """--views, defaulting to the grid's size for grid sampling."""
+    """--views, defaulting to the grid's size for grid sampling (at most MAX_VIEWS either way)."""
     if args.views is not None:
+        if args.views > MAX_VIEWS:
+            raise UsageError(f"--views {args.views}: at most {MAX_VIEWS:,} views per model")
         return args.views
     grid = parse_strategy(args.sampling).grid_size
+    if grid is not None and grid > MAX_VIEWS:
+        raise UsageError(
+            f"--sampling {args.sampling}: {grid:,} grid cells; at most {MAX_VIEWS:,} views per model"
+        )
     return grid if grid is not None else DEFAULT_VIEWS
+
+
+def worker_count(wanted: int) -> int:
+    """--workers, capped to what this machine can hold (each render worker is a Blender process of
+    about 300 MB, and more workers than cores only share them); says so when it caps."""
+    cores = os.cpu_count() or 1
+    available = memory_available()
+    by_memory = max(1, int(available // WORKER_MEMORY)) if available else wanted
+    workers = min(wanted, cores, by_memory)
+    if workers < wanted:
+        reason = f"{cores} cores" if workers == cores else f"{available / 2**30:.1f} GiB of free memory"
+        say(f"dst3d render: --workers {wanted}: using {workers}, as this machine has {reason}")
+    return workers
+
+
+def memory_available() -> float | None:
+    """Bytes of memory this machine has free now (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def run_render(args: argparse.Namespace, script: Path | None) -> int:
     """The render stage; returns the exit code."""
     settings = settings_from_args(args)
-    models = models_from_args(args)
+    missing: list[str] = []
+    models = models_from_args(args, missing)
     views = views_per_model(args)
+    if not models:  # every catalogue model is missing
+        for line in missing:
+            fail(line)
+        return 1
     plan = plan_render(
         args.out,
         settings.as_dict(),
@@ -241,21 +294,26 @@ def run_render(args: argparse.Namespace, script: Path | None) -> int:
         tool_version=__version__,
         allow_mixed=args.allow_mixed,
     )
-    dataset, pending, total, skipped = plan.dataset, plan.pending, plan.total, plan.skipped
-    tasks = plan_tasks(pending, args.workers)
     say(
         f"dst3d render: {len(models)} model(s) x {views} views, shard {args.shard.index}/{args.shard.count}: "
-        f"{total} to render, {skipped} already done -> {dataset.root}"
+        f"{plan.total} to render, {plan.skipped} already done -> {plan.dataset.root}"
     )
-    progress = Progress(total, "views", enabled=not args.quiet)
+    removed = remove_stale_temps(plan.dataset.root)
+    if removed:
+        say(f"dst3d render: removed {removed} temporary file(s) a stopped run left behind")
+    workers = worker_count(args.workers) if plan.total else 1
+    progress = Progress(plan.total, "views", enabled=not args.quiet)
     start = time.monotonic()
-    run = RenderRun(dataset, settings, models, tasks, args.workers, script, progress, args.shard)
-    for model, views_left in zip(models, pending, strict=True):
-        if views_left:  # a file that cannot be a model never reaches Blender
-            try:
-                check_cad_file(model.cad_path)
-            except Dst3dError as exc:
-                run.failed[run.failed_key(model)] = cli_text(exc)
+    run = RenderRun(plan, settings, workers, script, progress, model_timeout=args.model_timeout)
+    for index, model in enumerate(models):
+        if next(plan.views_of(index), None) is None:
+            continue
+        try:  # a file that cannot be a model never reaches Blender, and fails alone
+            check_cad_file(model.cad_path)
+        except Dst3dError as exc:
+            run.fail_model(index, cli_text(exc))
+        except (OSError, RecursionError, MemoryError, ValueError) as exc:
+            run.fail_model(index, f"{model.cad_path}: cannot be checked ({type(exc).__name__}: {exc})")
     try:
         run.run()
     except KeyboardInterrupt:
@@ -265,13 +323,20 @@ def run_render(args: argparse.Namespace, script: Path | None) -> int:
     progress.close()
     elapsed = time.monotonic() - start
     rate = run.written / elapsed if elapsed > 0 else 0.0
+    duplicates = run.records.duplicates
+    duplicates = f", {duplicates} already written by another run" if duplicates else ""
     say(
-        f"dst3d render: {run.written} views written, {skipped} skipped (done before), "
-        f"{len(run.failed)} model(s) failed, in {format_duration(elapsed)} ({rate:.2f} views/s)"
+        f"dst3d render: {run.written} views written, {plan.skipped} skipped (done before){duplicates}, "
+        f"{len(run.failed) + len(missing)} model(s) failed, in {format_duration(elapsed)} ({rate:.2f} views/s)"
     )
+    for key, warnings in sorted(run.warnings.items()):
+        for warning in warnings:
+            say(f"dst3d: warning: {key}: {warning}")
     for _key, reason in sorted(run.failed.items()):
         fail(reason)
-    return 1 if run.failed else 0
+    for line in missing:
+        fail(line)
+    return 1 if run.failed or missing else 0
 
 
 def run_worker(argv: Sequence[str]) -> int:

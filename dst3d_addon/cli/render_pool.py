@@ -12,9 +12,15 @@ Messages, parent to worker:
 worker to parent:
     {"type": "ready"}
     {"type": "view", "record": {...annotation record, its files already written}}
+    {"type": "model_warning", "model_id": ID, "warning": "one line"}   something the import changed
     {"type": "model_error", "model_id": ID, "error": "one line"}
     {"type": "task_done"}
     {"type": "fatal", "error": "one line"}           the worker cannot go on
+
+Records are appended once per id (`files.RecordLog`: two identical runs never write a view twice)
+and, when the run ends, the file is put in id order, so it does not depend on which worker was
+faster. A worker that sends nothing for `model_timeout` seconds (an importer blocked on a file, a
+render that never ends) is stopped and costs its model alone.
 """
 
 from __future__ import annotations
@@ -22,16 +28,18 @@ from __future__ import annotations
 import os
 import queue
 import sys
-from collections.abc import Sequence
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.dataset import ANNOTATIONS, Dataset
 from ..core.errors import Dst3dError
 from ..core.progress import Progress
-from ..core.render_plan import ModelJob, Shard, Task
+from ..core.render_plan import ModelJob, RecordWriter, RenderPlan, Task
 from ..core.render_settings import RenderSettings
 from ..core.worker_pipe import WorkerProcess
+
+#: Seconds a render worker may send nothing (importing a model, rendering a view) by default.
+DEFAULT_MODEL_TIMEOUT = 600.0
 
 
 @dataclass
@@ -41,6 +49,8 @@ class _Worker:
     index: int
     process: WorkerProcess
     task: Task | None = None
+    loaded: int | None = None  # the model in its scene
+    heard: float = 0.0  # when it last sent a message (time.monotonic())
 
 
 def worker_command(script: Path | None) -> list[str]:
@@ -59,29 +69,30 @@ def worker_command(script: Path | None) -> list[str]:
 
 
 class RenderRun:
-    """Runs the tasks of one render stage over K workers, appending records as views complete."""
+    """Runs the views of a render plan over K workers, appending records as views complete."""
 
     def __init__(
         self,
-        dataset: Dataset,
+        plan: RenderPlan,
         settings: RenderSettings,
-        models: Sequence[ModelJob],
-        tasks: list[Task],
         workers: int,
         script: Path | None,
         progress: Progress,
-        shard: Shard,
+        *,
+        model_timeout: float = DEFAULT_MODEL_TIMEOUT,
     ) -> None:
-        self.shard = shard
-        self.dataset = dataset
+        self.plan = plan
+        self.dataset = plan.dataset
         self.settings = settings
-        self.models = list(models)
-        self.queue = list(tasks)
-        self.workers_wanted = max(1, min(workers, len(tasks)))
+        self.models = plan.models
+        self.queue = plan.tasks()
+        self.workers_wanted = max(1, min(workers, plan.total))
         self.script = script
         self.progress = progress
-        self.failed: dict[str, str] = {}  # model id -> reason
-        self.written = 0
+        self.model_timeout = model_timeout
+        self.failed: dict[str, str] = {}  # model key -> reason
+        self.warnings: dict[str, list[str]] = {}  # model key -> what its import changed
+        self.records = RecordWriter(plan)
         self.threads = max(1, (os.cpu_count() or 1) // self.workers_wanted)
         self.inbox: queue.Queue = queue.Queue()
         self.workers: dict[WorkerProcess, _Worker] = {}
@@ -90,14 +101,21 @@ class RenderRun:
     def failed_key(self, model: ModelJob) -> str:
         return f"{model.class_key}/{model.model_id}"
 
+    def fail_model(self, index: int, reason: str) -> None:
+        """Mark model `index` failed (the first reason stays) and count its views left as failed."""
+        key = self.failed_key(self.models[index])
+        if key not in self.failed:
+            self.failed[key] = reason
+            self.progress.update(0, failed=self.queue.drop(index))
+
     def _start_worker(self) -> _Worker:
         index = self._next_index
         self._next_index += 1
-        log = self.dataset.root / "logs" / f"render-shard{self.shard.index}-worker{index}.log"
+        log = self.dataset.root / "logs" / f"render-shard{self.plan.shard.index}-worker{index}.log"
         # A session of its own: Ctrl-C goes to the parent, which stops the workers.
         process = WorkerProcess(worker_command(self.script), log, inbox=self.inbox, new_session=True)
         process.start()
-        worker = _Worker(index, process)
+        worker = _Worker(index, process, heard=time.monotonic())
         self.workers[process] = worker
         process.send(
             {
@@ -110,35 +128,39 @@ class RenderRun:
         return worker
 
     def _next_task(self, worker: _Worker) -> None:
-        while self.queue:
-            task = self.queue.pop(0)
-            model = self.models[task.model]
-            if self.failed_key(model) in self.failed:
-                self.progress.update(0, failed=len(task.views))
-                continue
-            worker.task = task
-            worker.process.send({"type": "task", "model": model.as_dict(), "views": list(task.views)})
+        task = self.queue.next_task(worker.loaded)
+        worker.task = task
+        if task is None:
+            worker.process.send({"type": "exit"})
             return
-        worker.task = None
-        worker.process.send({"type": "exit"})
+        worker.loaded = task.model
+        model = self.models[task.model]
+        worker.process.send({"type": "task", "model": model.as_dict(), "views": list(task.views)})
+
+    @property
+    def written(self) -> int:
+        return self.records.written
 
     def _handle(self, worker: _Worker, message: dict) -> None:
         kind = message.get("type")
+        worker.heard = time.monotonic()
         if kind in ("ready", "task_done"):
             self._next_task(worker)
         elif kind == "view":
-            self.dataset.append(ANNOTATIONS, [message["record"]])
-            self.written += 1
+            self.records.add(message["record"])
             if worker.task is not None:
                 worker.task = Task(worker.task.model, worker.task.views[1:])
             self.progress.update(1)
-        elif kind == "model_error":
-            model = self.models[worker.task.model] if worker.task else None
-            key = self.failed_key(model) if model else message.get("model_id", "?")
-            self.failed.setdefault(key, message.get("error", "unknown error"))
-            if worker.task is not None:
-                self.progress.update(0, failed=len(worker.task.views))
-                worker.task = Task(worker.task.model, ())
+        elif kind == "model_warning" and worker.task is not None:
+            key = self.failed_key(self.models[worker.task.model])
+            warnings = self.warnings.setdefault(key, [])
+            if message.get("warning") not in warnings:
+                warnings.append(str(message.get("warning")))
+        elif kind == "model_error" and worker.task is not None:
+            self.progress.update(0, failed=len(worker.task.views))
+            self.fail_model(worker.task.model, str(message.get("error", "unknown error")))
+            worker.task = Task(worker.task.model, ())
+            worker.loaded = None
         elif kind == "fatal":
             raise Dst3dError(f"render worker: {message.get('error')}")
 
@@ -148,21 +170,31 @@ class RenderRun:
         del self.workers[worker.process]
         if worker.task is not None and worker.task.views:
             model = self.models[worker.task.model]
-            reason = (
-                f"{model.cad_path}: the render worker crashed (exit code {code}) on this model; "
-                f"see {worker.process.log_path}"
-            )
-            self.failed.setdefault(self.failed_key(model), reason)
             self.progress.update(0, failed=len(worker.task.views))
-        if self.queue:
+            self.fail_model(
+                worker.task.model,
+                f"{model.cad_path}: the render worker crashed (exit code {code}) on this model; "
+                f"see {worker.process.log_path}",
+            )
+        if len(self.workers) < self.workers_wanted and self.queue.has_work():
             self._start_worker()
 
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.task is not None and worker.task.views and now - worker.heard > self.model_timeout:
+                model = self.models[worker.task.model]
+                self.progress.update(0, failed=len(worker.task.views))
+                self.fail_model(
+                    worker.task.model,
+                    f"{model.cad_path}: no view in {self.model_timeout:g} s (importing or rendering it); "
+                    f"stopped (raise --model-timeout for slow models; see {worker.process.log_path})",
+                )
+                worker.task = Task(worker.task.model, ())
+                worker.process.stop(grace=2.0)  # its end arrives as a message and starts another
+
     def run(self) -> None:
-        """Render everything; returns when every task is done or failed."""
-        skipped = [t for t in self.queue if self.failed_key(self.models[t.model]) in self.failed]
-        self.queue = [t for t in self.queue if t not in skipped]
-        self.progress.update(0, failed=sum(len(t.views) for t in skipped))
-        self.workers_wanted = min(self.workers_wanted, len(self.queue))
+        """Render everything; returns when every task is done or failed. Sorts the records at the end."""
         for _ in range(self.workers_wanted):
             self._start_worker()
         try:
@@ -170,6 +202,7 @@ class RenderRun:
                 try:
                     process, message = self.inbox.get(timeout=1.0)
                 except queue.Empty:
+                    self._check_deadlines()
                     continue
                 worker = self.workers.get(process)
                 if worker is None:
@@ -178,8 +211,10 @@ class RenderRun:
                     self._worker_ended(worker)
                 else:
                     self._handle(worker, message)
+                self._check_deadlines()
         finally:
             self.stop()
+        self.records.finish()
 
     def stop(self) -> None:
         """End every worker (used on Ctrl-C and errors too)."""

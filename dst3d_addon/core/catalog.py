@@ -243,13 +243,16 @@ def jobs_from_catalog(
     roots: str | os.PathLike | Iterable[str | os.PathLike],
     synsets: Iterable[str] | None = None,
     class_name: str | None = None,
+    missing: list[str] | None = None,
 ) -> list[ModelJob]:
     """The render jobs of a 3D-DST catalogue: one per row of the chosen synsets, files resolved.
 
     Each job carries the row's pose offset (radians), its sampling strategy, and its distance as
     `distance_scale` (the sampled distance is multiplied by it: a run with `--distance 1` places
     the camera at the catalogue's distance, as 3D-DST's renderer does). The class is `class_name`
-    when given, else the synset. A model that cannot be found is a Dst3dError naming it.
+    when given, else the synset. A model that cannot be found is a Dst3dError naming it, or, when
+    a `missing` list is given, is skipped with its line added to that list (as a run over --cad
+    files skips a missing file and renders the others).
     """
     if isinstance(roots, str | os.PathLike):
         roots = [roots]
@@ -257,7 +260,13 @@ def jobs_from_catalog(
     resolver = ModelResolver(roots)
     jobs = []
     for entry in entries:
-        path = resolver.resolve(entry.model_id)
+        try:
+            path = resolver.resolve(entry.model_id)
+        except Dst3dError as exc:
+            if missing is None or "root not found" in exc.text:
+                raise
+            missing.append(exc.text)
+            continue
         jobs.append(
             ModelJob(
                 class_name=class_name or entry.synset,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DatasetError, setting
-from .files import append_records, locked, read_records, temp_name, write_json_atomic
+from .files import append_records, is_whole, iter_records, locked, read_records, temp_name, write_json_atomic
 from .ids import check_id_part, check_relative_path
 
 #: Version of the folder layout and record formats written here (dataset.json "format").
@@ -126,6 +126,11 @@ def _read_info(root: Path) -> dict | None:
     return info
 
 
+def _holds_records(path: Path) -> bool:
+    """Whether a JSONL file holds one whole record at least."""
+    return next(iter_records(path), None) is not None
+
+
 def _has_user_files(root: Path) -> bool:
     return any(not entry.name.startswith(".") for entry in root.iterdir())
 
@@ -151,6 +156,7 @@ class Dataset:
         allow_mixed: bool = False,
         tool_version: str,
         depth: Mapping[str, Any] | None = None,
+        binding: str | None = None,
     ) -> Dataset:
         """Open (creating if needed) the dataset folder `out` for `stage` run with `settings`.
 
@@ -158,7 +164,9 @@ class Dataset:
         settings for this stage (and the same `depth` description if given), else DatasetError
         names the keys that differ. With `allow_mixed`, the new settings replace the stage's
         entry and are appended to "history" (which lists every settings change, the first too).
-        A non-empty folder without dataset.json is refused (it is not a dst3d dataset).
+        A non-empty folder without dataset.json is refused (it is not a dst3d dataset). `binding`
+        names the records file of the stage: while it holds no record, the stage's settings bind
+        nothing and new ones replace them (a mistyped run that wrote nothing never locks a folder).
         """
         if not isinstance(stage, str) or not _STAGE.match(stage):
             raise ValueError(f"stage {stage!r} must be a lower-case name")
@@ -199,6 +207,8 @@ class Dataset:
                         f"({describe_diff(diffs)}); choose a new {OUT}"
                     )
             old = info["stages"].get(stage)
+            if old is not None and binding is not None and not _holds_records(root / binding):
+                old = None  # the settings bound nothing yet (a run that failed before writing): replace them
             if old != new_settings:
                 if old is not None and not allow_mixed:
                     diffs = settings_diff(old, new_settings) if isinstance(old, Mapping) else []
@@ -273,13 +283,14 @@ class Dataset:
     def completed_ids(
         self, records_name: str = ANNOTATIONS, key: Callable[[dict], str] | None = None
     ) -> set[str]:
-        """Ids of the records whose files all exist: what a resumed run may skip.
+        """Ids of the records whose files all exist and are whole: what a resumed run may skip.
 
         A record's files are the values of its "files" object (None values skipped) and its
-        "file" string; `key` maps a record to its id (default: record["id"]).
+        "file" string; `key` maps a record to its id (default: record["id"]). The file is read as
+        a stream; a file cut short (`files.is_whole`) counts as missing.
         """
         done: set[str] = set()
-        for record in self.records(records_name):
+        for _line, record in iter_records(self.path(records_name)):
             ident = key(record) if key is not None else record.get("id")
             if not isinstance(ident, str):
                 continue
@@ -287,6 +298,6 @@ class Dataset:
             rels = [v for v in files.values() if v is not None] if isinstance(files, Mapping) else []
             if isinstance(record.get("file"), str):
                 rels.append(record["file"])
-            if all(self.path(rel).is_file() for rel in rels):
+            if all(is_whole(self.path(rel)) for rel in rels):
                 done.add(ident)
         return done

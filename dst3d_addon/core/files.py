@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
 import tempfile
+import time
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +59,54 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+#: This machine, in temporary file names (a dataset folder may be shared by several machines).
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+#: `.<name>.<pid>@<host>.<random>.tmp`, and the older `.<name>.<pid>.<random>.tmp`.
+_TEMP = re.compile(r"^\..+\.(\d+)(?:@([0-9a-f]{8}))?\.[0-9a-f]{12}\.tmp$")
+#: A temporary file of another machine is taken as left behind once it is this old (seconds).
+STALE_TEMP_AGE = 24 * 3600
+
+
 def temp_name(target: Path) -> Path:
-    """A temporary sibling of `target` no other process or thread picks (pid + random)."""
+    """A temporary sibling of `target` no other process or thread picks (pid, machine, random)."""
     stem = target.name[:120]
-    return target.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    return target.with_name(f".{stem}.{os.getpid()}@{_HOST}.{secrets.token_hex(6)}.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is not ours, or the platform cannot tell: keep its file
+        return True
+    return True
+
+
+def remove_stale_temps(root: str | os.PathLike) -> int:
+    """Remove the temporary files under `root` that a killed writer left behind; returns how many.
+
+    A file of this machine goes when its process is gone; one of another machine (or from before
+    machines were named) only once it is a day old, since its writer may still be running.
+    """
+    removed = 0
+    now = time.time()
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            match = _TEMP.match(name)
+            if match is None:
+                continue
+            path = os.path.join(folder, name)
+            pid, host = int(match.group(1)), match.group(2)
+            try:
+                old = now - os.stat(path).st_mtime > STALE_TEMP_AGE
+            except FileNotFoundError:
+                continue
+            if (host == _HOST and not _pid_alive(pid)) or old:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+    return removed
 
 
 def _write_all(fd: int, data: bytes, durable: bool) -> None:
@@ -96,6 +144,32 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, durable: bool = 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_ZIP_END = b"PK\x05\x06"
+
+
+def is_whole(path: str | os.PathLike) -> bool:
+    """Whether `path` is a whole file as this module writes them: not empty, and a PNG ends with
+    its IEND chunk, an NPZ with its zip directory. A file cut short (a full disk, a copy stopped
+    half-way) is not whole, so the view or image it belongs to is made again."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            if size == 0:
+                return False
+            suffix = os.path.splitext(os.fspath(path))[1].lower()
+            if suffix == ".png":
+                handle.seek(max(0, size - len(_PNG_END)))
+                return handle.read() == _PNG_END
+            if suffix == ".npz":
+                handle.seek(max(0, size - 22))
+                return handle.read(4) == _ZIP_END
+            return True
+    except OSError:
+        return False
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -224,58 +298,177 @@ def append_records(path: str | os.PathLike, records: Iterable[Mapping], *, durab
     cut off, then all lines go out in one O_APPEND write and are fsync'ed (unless `durable` is
     False). If that write fails, the file is cut back to its previous length.
     """
+    records = list(records)
+    if not records:
+        return
+    with locked(path):
+        _append_locked(Path(path), records, durable)
+
+
+def _append_locked(target: Path, records: Sequence[Mapping], durable: bool) -> None:
+    """`append_records` for a caller that holds the lock."""
     data = b"".join(_record_line(r) for r in records)
     if not data:
         return
-    target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with locked(target):
-        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o666)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        _cut_torn_tail(fd)
+        before = os.fstat(fd).st_size
         try:
-            _cut_torn_tail(fd)
-            before = os.fstat(fd).st_size
-            try:
-                _write_all(fd, data, durable)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, before)
-                raise
-        finally:
-            os.close(fd)
+            _write_all(fd, data, durable)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
+            raise
+    finally:
+        os.close(fd)
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """All records of a JSONL file ([] if it does not exist).
+def iter_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of each record of a JSONL file, read as a stream (nothing if the file
+    does not exist).
 
     Blank lines are skipped and a last line without its newline (a torn append) is ignored; any
     other line that is not a JSON object raises DatasetError naming the file and line number.
     """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        handle = open(p, "rb")  # noqa: SIM115 (closed below; a generator cannot use `with` across yields safely)
     except FileNotFoundError:
-        return []
+        return
     except OSError as err:
         raise DatasetError(f"{p}: cannot read ({err.strerror or err})") from err
-    lines = data.split(b"\n")
-    lines.pop()  # the part after the last newline: empty, or a torn line
-    records: list[dict] = []
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):
+                return  # a torn last line
+            if not raw.strip():
+                continue
+            yield number, _parse_line(p, number, raw)
+
+
+def _parse_line(p: Path, number: int, raw: bytes) -> dict:
+    """One JSONL line as a record; `number` < 0 when the line's number is not known."""
+    where = f"line {number}" if number > 0 else "a line"
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetError(f"{p}: {where} is not valid JSON ({err}); fix or delete that line") from err
+    if not isinstance(record, dict):
+        raise DatasetError(
+            f"{p}: {where} is a JSON {type(record).__name__}, not a record object; fix or delete that line"
+        )
+    return record
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """All records of a JSONL file ([] if it does not exist); see `iter_records`."""
+    return [record for _, record in iter_records(path)]
+
+
+class RecordLog:
+    """A JSONL file that several processes append to, holding each record once (by its key).
+
+    `append` skips records whose key is already in the file (written by this process or by another
+    one since), so two identical runs, or a model given twice, never write a view twice. `sort`
+    rewrites the file in key order, so a run's file does not depend on which worker finished first.
+    Only the keys are kept in memory, never the records.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: Callable[[Mapping], str]) -> None:
+        self.path = Path(path)
+        self.key = key
+        self._keys: set[str] = set()
+        self._seen: tuple[int, int] | None = None  # (inode, bytes read) of the file as last read
+
+    def _catch_up(self) -> None:
+        """Read the lines appended since the last look (everything if the file was replaced)."""
         try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise DatasetError(
-                f"{p}: line {number} is not valid JSON ({err}); fix or delete that line"
-            ) from err
-        if not isinstance(record, dict):
-            raise DatasetError(
-                f"{p}: line {number} is a JSON {type(record).__name__}, not a record object; "
-                "fix or delete that line"
-            )
-        records.append(record)
-    return records
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            self._keys.clear()
+            self._seen = None
+            return
+        start = 0
+        if self._seen is not None and self._seen[0] == stat.st_ino and self._seen[1] <= stat.st_size:
+            start = self._seen[1]
+        else:
+            self._keys.clear()
+        with open(self.path, "rb") as handle:
+            handle.seek(start)
+            offset = start
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break
+                offset += len(raw)
+                if raw.strip():
+                    self._keys.add(self.key(_parse_line(self.path, -1, raw)))
+        self._seen = (stat.st_ino, offset)
+
+    def keys(self) -> set[str]:
+        """The keys of every record in the file now."""
+        with locked(self.path):
+            self._catch_up()
+            return set(self._keys)
+
+    def append(self, records: Iterable[Mapping], *, durable: bool = True) -> int:
+        """Append the records whose key is not in the file yet (see `append_records`); returns how
+        many were appended."""
+        with locked(self.path):
+            self._catch_up()
+            new: list[Mapping] = []
+            for record in records:
+                key = self.key(record)
+                if key not in self._keys:
+                    self._keys.add(key)
+                    new.append(record)
+            _append_locked(self.path, new, durable)
+            self._catch_up()
+        return len(new)
+
+    def sort(self) -> bool:
+        """Rewrite the file in key order if it is not (atomically, under the lock); True if rewritten.
+
+        Reads the file twice as a stream and holds (key, offset, length) per record in memory.
+        """
+        with locked(self.path):
+            index: list[tuple[str, int, int]] = []
+            in_order = True
+            try:
+                handle = open(self.path, "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                return False
+            with handle:
+                offset = 0
+                for number, raw in enumerate(handle, start=1):
+                    if not raw.endswith(b"\n"):
+                        break
+                    if raw.strip():
+                        key = self.key(_parse_line(self.path, number, raw))
+                        in_order = in_order and (not index or index[-1][0] <= key)
+                        index.append((key, offset, len(raw)))
+                    offset += len(raw)
+                if in_order and offset == os.fstat(handle.fileno()).st_size:
+                    return False
+                index.sort()
+                tmp = temp_name(self.path)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+                try:
+                    try:
+                        for _key, start, length in index:
+                            handle.seek(start)
+                            _write_all(fd, handle.read(length), durable=False)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    os.replace(tmp, self.path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+            self._seen = None
+            return True
 
 
 def build_folder_atomically(final: Path, build: Callable[[Path], None], marker: str) -> Path:

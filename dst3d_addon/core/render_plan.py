@@ -4,16 +4,18 @@ plan here, so they open a dataset and skip finished views the same way."""
 
 from __future__ import annotations
 
-import math
+import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .dataset import ANNOTATIONS, Dataset
-from .errors import SettingError, setting
+from .errors import DatasetError, SettingError, setting
+from .files import RecordLog, iter_records
 from .ids import sanitize_model_id
+from .records import validate_annotation
 from .seeds import derive_seed
 
 #: File and folder names that say nothing about the model (ShapeNet's model_normalized.obj, ...).
@@ -80,17 +82,27 @@ class ModelJob:
         return cls(**data)
 
 
-def check_unique_ids(models: Sequence[ModelJob]) -> None:
-    """Two models with the same class and id would overwrite each other: refuse, naming both."""
-    seen: dict[tuple[str, str], str] = {}
+def unique_models(models: Sequence[ModelJob]) -> tuple[list[ModelJob], list[ModelJob]]:
+    """(the models, each once; those given again). The same file given twice (or a catalogue's
+    duplicate row) is one model; two files that would get the same id would overwrite each other's
+    views and are refused, naming both."""
+    seen: dict[tuple[str, str], ModelJob] = {}
+    kept: list[ModelJob] = []
+    again: list[ModelJob] = []
     for m in models:
         key = (m.class_key, m.model_id)
-        if key in seen and seen[key] != m.cad_path:
+        first = seen.get(key)
+        if first is None:
+            seen[key] = m
+            kept.append(m)
+        elif first.cad_path == m.cad_path:
+            again.append(m)
+        else:
             raise SettingError(
-                f"{setting('cad')}: {seen[key]} and {m.cad_path} both get the model id {m.model_id!r} in class "
+                f"{setting('cad')}: {first.cad_path} and {m.cad_path} both get the model id {m.model_id!r} in class "
                 f"{m.class_key!r}; rename one of the files"
             )
-        seen[key] = m.cad_path
+    return kept, again
 
 
 @dataclass(frozen=True)
@@ -128,30 +140,84 @@ class Task:
     views: tuple[int, ...] = field(default_factory=tuple)
 
 
-def pending_views(
-    models: Sequence[ModelJob], views: int, shard: Shard, done: Iterable[str]
-) -> list[list[int]]:
-    """For each model, the view indices this shard still has to render."""
-    done_set = set(done)
-    return [
-        [v for v in range(views) if shard.owns(m.annotation_id(v)) and m.annotation_id(v) not in done_set]
-        for m in models
-    ]
+#: Views per model at most: a million is a real dataset; ten billion is a typo, refused up front.
+MAX_VIEWS = 10_000_000
+#: Views per task at most: small enough that a crashed worker costs little and no message is huge.
+TASK_VIEWS = 256
 
 
-def plan_tasks(pending: Sequence[Sequence[int]], workers: int) -> list[Task]:
-    """Split the pending views into tasks: a whole model per task when there are enough models to
-    keep every worker busy, otherwise each model's views in `ceil(workers / models)` chunks."""
-    todo = [(i, list(v)) for i, v in enumerate(pending) if v]
-    if not todo:
-        return []
-    chunks = max(1, math.ceil(workers / len(todo)))
-    tasks = []
-    for model, views in todo:
-        n = min(chunks, len(views))
-        size = math.ceil(len(views) / n)
-        tasks.extend(Task(model, tuple(views[k : k + size])) for k in range(0, len(views), size))
-    return tasks
+def pending_views(model: ModelJob, views: int, shard: Shard, done: Container[str]) -> Iterator[int]:
+    """The view indices of `model` this shard still has to render, as a stream."""
+    for view in range(views):
+        annotation_id = model.annotation_id(view)
+        if shard.owns(annotation_id) and annotation_id not in done:
+            yield view
+
+
+class TaskQueue:
+    """Hands the render workers their tasks: at most TASK_VIEWS views of one model each.
+
+    A worker keeps the model it has loaded while that model has views left, takes a model nobody
+    has started otherwise, and once every model is started helps with another's. So with more
+    models than workers each model is imported once; with fewer, workers share a model's views.
+    Views are planned lazily, so memory does not grow with their number.
+    """
+
+    def __init__(self, views_of: Callable[[int], Iterator[int]], models: int) -> None:
+        self._views_of = views_of
+        self._new = iter(range(models))
+        self._open: dict[int, Iterator[int]] = {}  # started models with views left, oldest first
+        self._dropped: set[int] = set()
+        self._held: list[Task] = []  # taken by `has_work`, handed out first
+
+    def _chunk(self, model: int) -> Task | None:
+        views = tuple(itertools.islice(self._open[model], TASK_VIEWS))
+        if not views:
+            del self._open[model]
+            return None
+        return Task(model, views)
+
+    def next_task(self, loaded: int | None = None) -> Task | None:
+        """The next task for a worker that has model `loaded` in its scene (None when all are handed out)."""
+        if self._held:
+            same = [t for t in self._held if t.model == loaded]
+            task = (same or self._held)[0]
+            self._held.remove(task)
+            return task
+        if loaded in self._open:
+            task = self._chunk(loaded)
+            if task is not None:
+                return task
+        for model in self._new:
+            if model in self._dropped:
+                continue
+            self._open[model] = self._views_of(model)
+            task = self._chunk(model)
+            if task is not None:
+                return task
+        while self._open:
+            task = self._chunk(next(iter(self._open)))
+            if task is not None:
+                return task
+        return None
+
+    def has_work(self) -> bool:
+        """Whether a task is left (one is taken from the plan to know, and handed out next)."""
+        if not self._held:
+            task = self.next_task()
+            if task is not None:
+                self._held.append(task)
+        return bool(self._held)
+
+    def drop(self, model: int) -> int:
+        """Hand out no more views of `model` (it failed); returns how many views that leaves undone."""
+        self._dropped.add(model)
+        left = sum(len(t.views) for t in self._held if t.model == model)
+        self._held = [t for t in self._held if t.model != model]
+        views = self._open.pop(model, None)
+        if views is not None:
+            left += sum(1 for _ in views)
+        return left
 
 
 #: How dataset.json describes the depth maps (dataset-format.md), written by every render run.
@@ -166,21 +232,80 @@ DEPTH_DESCRIPTION: dict[str, Any] = {
 
 @dataclass
 class RenderPlan:
-    """An open render dataset and, per model, the view indices this shard still has to render."""
+    """An open render dataset, the views this shard owns and those it still has to render."""
 
     dataset: Dataset
-    pending: list[list[int]]
+    models: list[ModelJob]
+    views: int
+    shard: Shard
+    done: set[str]  # ids whose record and files are whole
+    recorded: set[str]  # ids with a record (done, or to be redone: a file is missing or cut short)
     owned: int  # views of this shard, rendered or not
-
-    @property
-    def total(self) -> int:
-        """Views to render now."""
-        return sum(len(p) for p in self.pending)
+    total: int  # views to render now
 
     @property
     def skipped(self) -> int:
         """Views of this shard found done (their records and files exist)."""
         return self.owned - self.total
+
+    @property
+    def redo(self) -> set[str]:
+        """Ids that have a record but must be rendered again."""
+        return self.recorded - self.done
+
+    def views_of(self, model: int) -> Iterator[int]:
+        """The views of model `model` still to render, as a stream."""
+        return pending_views(self.models[model], self.views, self.shard, self.done)
+
+    def tasks(self) -> TaskQueue:
+        """A task queue over the views still to render."""
+        return TaskQueue(self.views_of, len(self.models))
+
+    def pending(self) -> list[list[int]]:
+        """Every model's views still to render, as lists (for a few views: the panel's export)."""
+        return [list(self.views_of(m)) for m in range(len(self.models))]
+
+
+class RecordWriter:
+    """Appends a render run's annotation records: once per id, and in id order when the run ends.
+
+    The batch script's pool and the panel's export write through it, so both leave the same file.
+    A view rendered again only because a file of it was missing keeps its record (it is the same).
+    """
+
+    def __init__(self, plan: RenderPlan) -> None:
+        self.log = RecordLog(plan.dataset.path(ANNOTATIONS), key=lambda record: record["id"])
+        self.redo = set(plan.redo)
+        self.written = 0  # views rendered and recorded by this run
+        self.duplicates = 0  # views another run (or the same model given twice) had recorded already
+
+    def add(self, record: dict) -> None:
+        """Record one rendered view (its files are written)."""
+        if record["id"] in self.redo:
+            self.redo.discard(record["id"])
+            self.written += 1
+        elif self.log.append([record]):
+            self.written += 1
+        else:
+            self.duplicates += 1
+
+    def finish(self) -> None:
+        """Put the file in id order (a run interrupted leaves that to the run that completes it)."""
+        self.log.sort()
+
+
+def scan_annotations(dataset: Dataset) -> tuple[set[str], set[str]]:
+    """(ids with a record, ids whose files are whole) of the dataset's annotations, each record
+    validated as the other stages validate it (DatasetError names the file and line)."""
+    path = dataset.path(ANNOTATIONS)
+    recorded: set[str] = set()
+    for line, record in iter_records(path):
+        try:
+            validate_annotation(record)
+        except DatasetError as err:
+            raise DatasetError(f"{path}: line {line}: {err.text}; fix or delete that line") from None
+        recorded.add(record["id"])
+    return recorded, dataset.completed_ids(ANNOTATIONS)
 
 
 def plan_render(
@@ -194,10 +319,13 @@ def plan_render(
     allow_mixed: bool = False,
 ) -> RenderPlan:
     """Open (or create) the render dataset `out` for these settings (`RenderSettings.as_dict()`),
-    record the models' classes, and list the views this shard still has to render.
+    record the models' classes, and count the views this shard owns and still has to render.
 
-    Raises DatasetError naming `out` when the folder cannot be used or holds other settings.
+    Raises DatasetError naming `out` when the folder cannot be used, holds other settings, or its
+    annotations do not validate; SettingError for a view count past MAX_VIEWS.
     """
+    if not 0 < views <= MAX_VIEWS:
+        raise SettingError(f"{setting('views')} {views}: at most {MAX_VIEWS:,} views per model")
     dataset = Dataset.open(
         Path(out),
         "render",
@@ -205,8 +333,15 @@ def plan_render(
         allow_mixed=allow_mixed,
         tool_version=tool_version,
         depth=DEPTH_DESCRIPTION,
+        binding=ANNOTATIONS,
     )
     dataset.add_classes({m.class_key: {"name": m.class_name, "synset": m.synset} for m in models})
-    pending = pending_views(models, views, shard, dataset.completed_ids(ANNOTATIONS))
-    owned = sum(1 for m in models for v in range(views) if shard.owns(m.annotation_id(v)))
-    return RenderPlan(dataset, pending, owned)
+    recorded, done = scan_annotations(dataset)
+    owned = total = 0
+    for model in models:
+        for view in range(views):
+            annotation_id = model.annotation_id(view)
+            if shard.owns(annotation_id):
+                owned += 1
+                total += annotation_id not in done
+    return RenderPlan(dataset, list(models), views, shard, done, recorded, owned, total)

@@ -30,6 +30,7 @@ from ..core.dataset import (
     settings_diff,
 )
 from ..core.errors import DatasetError, setting
+from ..core.files import iter_records
 from ..core.generation_plan import GenerationItem, completed_keys, generation_record, plan_items
 from ..core.generation_settings import TINY, GenerationSettings
 from ..core.prompts import PromptSource
@@ -175,8 +176,12 @@ class GenerateRun:
         except (OSError, ValueError):
             return  # Dataset.open reports an unreadable dataset.json
         old = (info.get("stages") or {}).get("generate")
-        if old is None or self.options.allow_mixed:
-            return
+        if (
+            old is None
+            or self.options.allow_mixed
+            or next(iter_records(self.out / GENERATIONS), None) is None
+        ):
+            return  # nothing generated yet binds the old settings
         new = json.loads(json.dumps(self.stage_settings))
         if old != new:
             raise DatasetError(
@@ -221,7 +226,7 @@ class GenerateRun:
                 "unavailable" if isinstance(exc, MissingWeights | MissingRuntime | Unavailable) else "failed",
             )
         except DatasetError as exc:
-            self._fail(GenerationError(str(exc)))
+            self._fail(GenerationError(exc.text))
         return self.finished
 
     def _advance(self, timeout: float) -> None:
@@ -282,6 +287,7 @@ class GenerateRun:
             self.stage_settings,
             allow_mixed=self.options.allow_mixed,
             tool_version=__version__,
+            binding=GENERATIONS,
         )
         done = completed_keys(self.dataset)
         items = self.plan(done)

@@ -335,4 +335,24 @@ def test_catalogue_run_uses_each_models_row(tmp_path):
     assert nowhere.returncode == 2 and "nowhere" in nowhere.stderr
     (tmp_path / "empty").mkdir()
     missing = run_batch("render", "--cad-csv", csv, "--cad-root", tmp_path / "empty", "--out", tmp_path / "y")
-    assert missing.returncode == 2 and "1a2b3c" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 1 and "1a2b3c" in missing.stderr and "Traceback" not in missing.stderr
+    # One missing model of several is skipped, as a missing --cad file is: the others render, exit 1.
+    csv.write_text(csv.read_text() + "n02690373,4d5e6f,2.5,0,0,1.0,3\n")
+    some = run_batch(
+        "render",
+        "--cad-csv",
+        csv,
+        "--cad-root",
+        root,
+        "--out",
+        tmp_path / "z",
+        "--views",
+        2,
+        "--resolution",
+        "48",
+    )
+    assert some.returncode == 1, some.stderr
+    assert [line for line in some.stderr.splitlines() if line.startswith("dst3d: error:")] == [
+        f"dst3d: error: model 4d5e6f not found under {root} (as a ShapeNet, Objaverse or OmniObject3D model)"
+    ]
+    assert len(load_annotations(tmp_path / "z")) == 2

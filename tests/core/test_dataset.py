@@ -5,6 +5,7 @@ import json
 import multiprocessing
 import os
 import re
+import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -71,7 +72,26 @@ def test_failed_first_write_leaves_no_target(tmp_path, monkeypatch):
 def test_temp_names_differ_and_carry_the_pid(tmp_path):
     names = {files.temp_name(tmp_path / "f.png").name for _ in range(200)}
     assert len(names) == 200
-    assert all(f".{os.getpid()}." in n and n.startswith(".f.png.") and n.endswith(".tmp") for n in names)
+    assert all(f".{os.getpid()}@" in n and n.startswith(".f.png.") and n.endswith(".tmp") for n in names)
+
+
+def test_temporary_files_a_killed_writer_left_are_removed(tmp_path):
+    """Ours of a dead process, and any a day old, go; a live writer's (ours or another machine's) stay."""
+    folder = tmp_path / "control" / "c"
+    folder.mkdir(parents=True)
+    mine_alive = files.temp_name(folder / "a.png")
+    mine_dead = folder / mine_alive.name.replace(f".{os.getpid()}@", ".999999999@")
+    other_host = folder / ".b.png.123@0123abcd.00112233aabb.tmp"
+    old_other = folder / ".c.png.123@0123abcd.00112233aabb.tmp"
+    old_style = folder / ".d.png.123.00112233aabb.tmp"
+    keep = folder / "e.png"
+    for path in (mine_alive, mine_dead, other_host, old_other, old_style, keep):
+        path.write_bytes(b"x")
+    day_ago = time.time() - files.STALE_TEMP_AGE - 60
+    for path in (old_other, old_style):
+        os.utime(path, (day_ago, day_ago))
+    assert files.remove_stale_temps(tmp_path) == 3
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (mine_alive, other_host, keep))
 
 
 def _rewrite_many(args):
@@ -394,7 +414,7 @@ def test_add_classes_conflict(tmp_path):
 def test_completed_ids_need_every_file(tmp_path):
     d = ds.Dataset.open(tmp_path, "render", SETTINGS, tool_version="0")
     for name in ("control/c/m/000000.png", "masks/c/m/000000.png", "control/c/m/000001.png"):
-        files.write_bytes_atomic(d.path(name), b"x")
+        files.write_png(d.path(name), np.zeros((2, 2), np.uint8))
     d.append(
         "annotations.jsonl",
         [
@@ -410,6 +430,13 @@ def test_completed_ids_need_every_file(tmp_path):
         ],
     )
     assert d.completed_ids() == {"c/m/000000", "c/m/000002"}
+    # a file cut short (here: empty, or a PNG missing its end) is not whole: its view is redone
+    files.write_bytes_atomic(d.path("masks/c/m/000001.png"), b"")
+    assert d.completed_ids() == {"c/m/000000", "c/m/000002"}
+    whole = d.path("masks/c/m/000000.png").read_bytes()
+    files.write_bytes_atomic(d.path("masks/c/m/000000.png"), whole[:-5])
+    assert d.completed_ids() == {"c/m/000002"}
+    files.write_bytes_atomic(d.path("masks/c/m/000000.png"), whole)
     d.append("generations.jsonl", [{"id": "c/m/000000", "k": 0, "file": "control/c/m/000000.png"}])
     d.append("generations.jsonl", [{"id": "c/m/000000", "k": 1, "file": "images/missing.png"}])
     assert d.completed_ids("generations.jsonl", key=lambda r: f"{r['id']}_{r['k']}") == {"c/m/000000_0"}

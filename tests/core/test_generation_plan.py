@@ -267,7 +267,7 @@ def test_load_generations_and_completed_keys(tmp_path):
     items = plan_items(ANNS[:3], s, PromptSource(), 2, Shard(), set())
     records = [generation_record(i, s.model_description(), s) for i in items]
     for i in items[:4]:
-        files.write_bytes_atomic(data.path(i.output), b"png")
+        files.write_png(data.path(i.output), np.zeros((2, 2, 3), np.uint8))
     data.append(ds.GENERATIONS, records[:5])  # the 5th image's file is missing: not complete
     assert completed_keys(data) == {i.key for i in items[:4]}
     assert plan_items(ANNS[:3], s, PromptSource(), 2, Shard(), completed_keys(data)) == items[4:]

@@ -1,17 +1,22 @@
-"""Model ids, sharding, task planning, progress and the worker protocol."""
+"""Model ids, sharding, task planning, the record writer and progress."""
 
 import io
+import json
+import tracemalloc
 
 import pytest
 
+from dst3d_addon.core.files import read_records
 from dst3d_addon.core.progress import Progress, format_duration
 from dst3d_addon.core.render_plan import (
+    TASK_VIEWS,
     ModelJob,
     Shard,
-    check_unique_ids,
+    TaskQueue,
     model_id_from_path,
     pending_views,
-    plan_tasks,
+    plan_render,
+    unique_models,
 )
 
 
@@ -26,8 +31,14 @@ def test_duplicate_ids_refused_naming_both_files():
     a = ModelJob("car", "m", "a/m.obj")
     b = ModelJob("car", "m", "b/m.obj")
     with pytest.raises(ValueError, match=r"a/m\.obj.*b/m\.obj"):
-        check_unique_ids([a, b])
-    check_unique_ids([a, ModelJob("bus", "m", "b/m.obj")])  # other class: fine
+        unique_models([a, b])
+    assert unique_models([a, ModelJob("bus", "m", "b/m.obj")])[1] == []  # other class: fine
+
+
+def test_the_same_model_given_twice_is_one_model():
+    a = ModelJob("car", "m", "a/m.obj")
+    other = ModelJob("car", "n", "a/n.obj")
+    assert unique_models([a, other, a, a]) == ([a, other], [a, a])
 
 
 def test_annotation_id_uses_synset_when_known():
@@ -47,29 +58,89 @@ def test_shards_partition_the_views_exactly():
     seen = []
     for i in range(4):
         shard = Shard.parse(f"{i}/4")
-        for m, views in zip(models, pending_views(models, 50, shard, set()), strict=True):
-            seen.extend(m.annotation_id(v) for v in views)
+        for m in models:
+            seen.extend(m.annotation_id(v) for v in pending_views(m, 50, shard, set()))
     assert sorted(seen) == sorted(all_ids)  # every view once, none twice
-    sizes = [sum(len(v) for v in pending_views(models, 50, Shard(i, 4), set())) for i in range(4)]
+    sizes = [sum(1 for m in models for _ in pending_views(m, 50, Shard(i, 4), set())) for i in range(4)]
     assert min(sizes) > 20  # roughly balanced (150 views / 4)
 
 
 def test_pending_skips_done():
     m = ModelJob("c", "m", "m.obj")
     done = {m.annotation_id(v) for v in (0, 2, 4)}
-    assert pending_views([m], 6, Shard(), done) == [[1, 3, 5]]
+    assert list(pending_views(m, 6, Shard(), done)) == [1, 3, 5]
 
 
-def test_plan_tasks_whole_models_or_chunks():
-    many = plan_tasks([[0, 1, 2]] * 5, workers=2)
-    assert len(many) == 5 and all(t.views == (0, 1, 2) for t in many)
-    few = plan_tasks([list(range(10)), [], list(range(3))], workers=4)
-    by_model = {}
-    for t in few:
-        by_model.setdefault(t.model, []).extend(t.views)
-    assert by_model == {0: list(range(10)), 2: [0, 1, 2]}
-    assert sum(1 for t in few if t.model == 0) == 2
-    assert plan_tasks([[], []], workers=3) == []
+def queue_of(views_per_model: list[int]) -> TaskQueue:
+    return TaskQueue(lambda m: iter(range(views_per_model[m])), len(views_per_model))
+
+
+def test_a_worker_keeps_its_model_while_it_has_views():
+    queue = queue_of([600, 300, 0, 5])
+    first = queue.next_task()
+    assert (first.model, first.views) == (0, tuple(range(TASK_VIEWS)))
+    # another worker (nothing loaded) starts a model nobody works on
+    assert queue.next_task().model == 1
+    # the first worker goes on with its own model
+    assert queue.next_task(loaded=0).views[0] == TASK_VIEWS
+    handed = []
+    while (task := queue.next_task(loaded=0)) is not None:
+        handed.append(task)
+    views = {m: [] for m in range(4)}
+    for task in [first, *handed]:
+        views[task.model].extend(task.views)
+    assert views[0][-1] == 599 and views[3] == [0, 1, 2, 3, 4] and views[2] == []
+    assert all(len(t.views) <= TASK_VIEWS for t in handed)
+
+
+def test_workers_share_a_model_when_there_are_fewer_models():
+    queue = queue_of([1000])
+    a, b = queue.next_task(), queue.next_task()
+    assert a.model == b.model == 0 and a.views[-1] + 1 == b.views[0]
+
+
+def test_a_dropped_model_hands_out_nothing_more_and_counts_its_views():
+    queue = queue_of([600, 10])
+    queue.next_task()  # 256 of model 0 in flight
+    assert queue.has_work()
+    assert queue.drop(0) == 600 - TASK_VIEWS
+    assert [t.model for t in iter(queue.next_task, None)] == [1]
+    assert queue.drop(1) == 0
+
+
+def test_planning_a_million_views_keeps_memory_small(tmp_path):
+    m = ModelJob("c", "m", "m.obj")
+    tracemalloc.start()
+    queue = TaskQueue(lambda _m: pending_views(m, 1_000_000, Shard(), set()), 1)
+    count = 0
+    for _ in range(400):  # hand out the first 100k views
+        count += len(queue.next_task(loaded=0).views)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 400 * TASK_VIEWS and peak < 5_000_000
+
+
+def test_the_record_writer_writes_each_view_once_in_id_order(tmp_path):
+    from dst3d_addon.core.render_plan import RecordWriter
+
+    models = [ModelJob("c", "b", "b.obj"), ModelJob("c", "a", "a.obj")]
+    settings = {"seed": 0}
+    plan = plan_render(tmp_path, settings, models, 2, Shard(), tool_version="t")
+    assert (plan.owned, plan.total, plan.skipped) == (4, 4, 0)
+    writer = RecordWriter(plan)
+    other = RecordWriter(plan)  # an identical run on the same folder
+    for model in models:
+        for view in (1, 0):
+            writer.add({"id": model.annotation_id(view)})
+    other.add({"id": models[0].annotation_id(0)})
+    assert (writer.written, other.written, other.duplicates) == (4, 0, 1)
+    writer.finish()
+    ids = [r["id"] for r in read_records(tmp_path / "annotations.jsonl")]
+    assert ids == sorted(ids) and len(ids) == 4
+    text = (tmp_path / "annotations.jsonl").read_text()
+    writer.finish()  # in order already: left as it is
+    assert (tmp_path / "annotations.jsonl").read_text() == text
+    assert json.loads(text.splitlines()[0]) == {"id": "c/a/000000"}
 
 
 def test_progress_line_and_rate():
