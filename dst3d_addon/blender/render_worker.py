@@ -17,6 +17,7 @@ from typing import BinaryIO
 import bpy
 
 from ..core.errors import Dst3dError
+from ..core.mesh_checks import check_renderable, dropped_faces
 from ..core.render_plan import ModelJob
 from ..core.render_settings import RenderSettings
 from ..core.views import Mesh, render_view
@@ -35,8 +36,10 @@ class _LoadedModel:
             azimuth_offset=job.azimuth_offset,
             elevation_offset=job.elevation_offset,
         )
+        check_renderable(job.cad_path, imported.vertices, imported.faces)
         self.key = _model_key(job)
         self.mesh = Mesh(imported.vertices, imported.faces, imported.to_object)
+        self.warning = dropped_faces(job.cad_path, imported.format, len(imported.object.data.polygons))
         self.render = None
         if settings.edges != "canny":
             from .scene_render import SceneRenderer
@@ -88,6 +91,10 @@ def serve(stdin: BinaryIO, channel: Channel) -> int:
             if loaded is None or loaded.key != _model_key(job):
                 loaded = None
                 loaded = _LoadedModel(job, settings, threads)
+                if loaded.warning:
+                    channel.send(
+                        {"type": "model_warning", "model_id": job.model_id, "warning": loaded.warning}
+                    )
             for view in message["views"]:
                 record = render_view(out, settings, job, int(view), loaded.mesh, loaded.render)
                 channel.send({"type": "view", "record": record})

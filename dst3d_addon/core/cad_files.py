@@ -17,6 +17,7 @@ import json
 import mmap
 import os
 import re
+import stat
 import struct
 from pathlib import Path
 from urllib.parse import unquote
@@ -56,6 +57,15 @@ _OBJ_FACE = re.compile(rb"^[ \t]*f[ \t]", re.MULTILINE)
 _OBJ_NONFINITE = re.compile(
     rb"^[ \t]*v[ \t][^\n#]*?(?<![A-Za-z])[+-]?(?:nan|inf)", re.MULTILINE | re.IGNORECASE
 )
+
+#: OBJ's material libraries, and a material file's texture maps (the file name ends the line).
+_OBJ_MTLLIB = re.compile(rb"^[ \t]*mtllib[ \t]+([^\r\n#]+)", re.MULTILINE)
+_MTL_MAP = re.compile(rb"^[ \t]*(?:map_\w+|bump|disp|decal|refl)[ \t]+([^\r\n#]+)", re.MULTILINE)
+#: The exponent of a number that may not fit a float32 (38 or more); the scan starts from these.
+_HUGE_EXPONENT = re.compile(rb"[eE]\+?0*(?:3[89]|[4-9][0-9]|[1-9][0-9][0-9])")
+#: The mantissa just before such an exponent.
+_MANTISSA = re.compile(rb"(?<![A-Za-z0-9_.])[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _STL_NONFINITE = re.compile(
     rb"^[ \t]*vertex[ \t][^\n]*?(?<![A-Za-z])[+-]?(?:nan|inf)", re.MULTILINE | re.IGNORECASE
@@ -147,6 +157,8 @@ def _check_gltf_json(p: Path, raw: bytes, glb_bin: tuple[int, int] | None) -> No
         doc = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _bad(p, f"the glTF JSON does not parse ({exc})") from exc
+    except RecursionError:
+        raise _bad(p, "the glTF JSON nests too deeply to be a glTF document") from None
     if not isinstance(doc, dict):
         raise _bad(p, "the glTF JSON is not an object")
     try:
@@ -193,6 +205,7 @@ def _check_gltf_doc(p: Path, doc: dict, glb_bin: tuple[int, int] | None) -> None
                 raise _bad(p, f"glTF buffer {i}'s data URI holds {have} bytes, it declares {need}")
         else:
             ext_path = p.parent / unquote(uri)
+            _check_side_file(p, ext_path, f"glTF buffer {i}'s file {uri!r}")
             if not ext_path.is_file():
                 raise _bad(p, f"glTF buffer {i}: external file {uri!r} not found next to it")
             have = ext_path.stat().st_size
@@ -200,6 +213,10 @@ def _check_gltf_doc(p: Path, doc: dict, glb_bin: tuple[int, int] | None) -> None
                 raise _bad(p, f"glTF buffer {i}: external file {uri!r} has {have} bytes, {need} declared")
             sources.append((ext_path, 0))
         lengths.append(need)
+    for i, image in enumerate(doc.get("images") or []):
+        uri = image.get("uri")
+        if isinstance(uri, str) and not uri.startswith("data:"):
+            _check_side_file(p, p.parent / unquote(uri), f"glTF image {i}'s file {uri!r}")
     views = doc.get("bufferViews") or []
     for i, view in enumerate(views):
         b = int(view["buffer"])
@@ -223,7 +240,14 @@ def _check_gltf_doc(p: Path, doc: dict, glb_bin: tuple[int, int] | None) -> None
         if comp is None or ncomp is None or count == 0 or (ncomp > 4 and comp < 4):
             continue  # padded matrix layouts: not worth the arithmetic here
         elem = comp * ncomp
-        stride = int(views[v].get("byteStride", 0)) or elem
+        declared = int(views[v].get("byteStride", 0))
+        if declared and declared < elem:
+            raise _bad(
+                p,
+                f"glTF accessor {i}: its bufferView {v}'s byteStride {declared} is smaller than one element "
+                f"({elem} bytes), so its elements would overlap",
+            )
+        stride = declared or elem
         end = int(acc.get("byteOffset", 0)) + stride * (count - 1) + elem
         if end > int(views[v]["byteLength"]):
             raise _bad(
@@ -284,6 +308,7 @@ def _check_stl(p: Path, size: int) -> None:
         if b"facet" not in head:
             raise _bad(p, "ASCII STL without any 'facet' (no triangles)")
         _search_nonfinite(p, _STL_NONFINITE, 0)
+        _search_huge(p, 0)
         return
     if size < 84:
         raise _bad(p, f"too small for a binary STL ({size} bytes, the header alone is 84)")
@@ -353,6 +378,7 @@ def _check_ply(p: Path, size: int) -> None:
         if lines < rows:
             raise _bad(p, f"truncated ASCII PLY: the header declares {rows} rows, only {lines} lines follow")
         _search_nonfinite(p, _PLY_NONFINITE, data_start)
+        _search_huge(p, data_start)
     else:
         need = sum(el[1] * (el[2] + el[3]) for el in elements)
         if data_size < need:
@@ -378,8 +404,69 @@ def _check_ply_vertices(p: Path, fmt: str, elements: list[list], data_start: int
                 if axis in dtype.names and dtype[axis].kind == "f" and not np.isfinite(rows[axis]).all():
                     index = int(np.argmax(~np.isfinite(rows[axis])))
                     raise _bad(p, f"non-finite vertex coordinate (nan or inf) at vertex {index}")
+                if axis in dtype.names and dtype[axis].itemsize > 4:
+                    huge = np.abs(rows[axis]) > _FLOAT32_MAX
+                    if huge.any():
+                        index = int(np.argmax(huge))
+                        raise _bad(
+                            p,
+                            f"vertex {index}'s {axis} {float(rows[axis][index]):g} does not fit a 32-bit float, "
+                            "which Blender stores vertices as: scale the model down",
+                        )
             return
         offset += count * fixed
+
+
+def _check_side_file(p: Path, side: Path, what: str) -> None:
+    """Refuse a file a model refers to (a material, texture or buffer) that exists but is not a
+    regular file: an importer would block forever on a FIFO or read a device. A missing one is left
+    to the importer, which skips it."""
+    try:
+        mode = os.stat(side).st_mode  # stat never opens, so it does not block on a FIFO
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise _bad(p, f"{what} is {kind}; an importer would block or fail on it")
+
+
+def _check_obj_side_files(p: Path, data: mmap.mmap) -> None:
+    """OBJ's material files (`mtllib a.mtl b.mtl`) and their textures (`map_Kd [options] file`)."""
+    for line in _OBJ_MTLLIB.finditer(data):
+        for name in line.group(1).decode("utf-8", "replace").split():
+            mtl = p.parent / name
+            _check_side_file(p, mtl, f"its material file {name!r}")
+            if not mtl.is_file() or mtl.stat().st_size > 64 << 20:
+                continue
+            for texture in _MTL_MAP.finditer(mtl.read_bytes()):
+                words = texture.group(1).decode("utf-8", "replace").split()
+                if words:
+                    _check_side_file(p, mtl.parent / words[-1], f"the texture {words[-1]!r} of {name!r}")
+
+
+def _search_huge(p: Path, start: int) -> None:
+    """Refuse a text file with a vertex coordinate too large for a 32-bit float (Blender stores
+    vertices as float32: the importer would silently turn it into inf or clamp it)."""
+    with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for exponent in _HUGE_EXPONENT.finditer(data, start):
+            end = exponent.end()
+            while end < len(data) and data[end : end + 1].isdigit():
+                end += 1
+            mantissa = _MANTISSA.search(data[max(start, exponent.start() - 64) : exponent.start()])
+            if mantissa is None:
+                continue  # a word such as "size3e40", not a number
+            number = mantissa.group(0) + data[exponent.start() : end]
+            try:
+                value = float(number)
+            except ValueError:
+                continue
+            if abs(value) > _FLOAT32_MAX:
+                lineno = data[: exponent.start()].count(b"\n") + 1
+                raise _bad(
+                    p,
+                    f"vertex coordinate {number.decode()} on line {lineno} does not fit a 32-bit float, "
+                    "which Blender stores vertices as: scale the model down",
+                )
 
 
 def _search_nonfinite(p: Path, pattern: re.Pattern, start: int) -> None:
@@ -422,7 +509,9 @@ def _check_obj(p: Path, size: int) -> None:
                 raise _bad(p, "the OBJ file has no vertex ('v') lines")
             if not _has_line(data, b"f", _OBJ_FACE):
                 raise _bad(p, "the OBJ file has no face ('f') lines")
+            _check_obj_side_files(p, data)
     _search_nonfinite(p, _OBJ_NONFINITE, 0)
+    _search_huge(p, 0)
 
 
 def _has_line(data: mmap.mmap, keyword: bytes, pattern: re.Pattern) -> bool:

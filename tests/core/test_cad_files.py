@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import numpy as np
@@ -435,3 +436,81 @@ def test_binary_ply_vertex_rows_with_extra_properties(tmp_path):
         header + b"".join(struct.pack(">dBdd", *r) for r in rows) + struct.pack(">B3i", 3, 0, 1, 2)
     )
     assert check_cad_file(path) == "ply"
+
+
+# --------------------------------------------------------------------------- files an importer would hang on
+
+
+def test_side_files_that_are_not_regular_files_are_refused(tmp_path):
+    """An OBJ whose mtllib names a FIFO blocked Blender's importer forever: refused up front."""
+    obj = write_obj(tmp_path / "m.obj")
+    obj.write_text("mtllib m.mtl other.mtl\n" + obj.read_text())
+    os.mkfifo(tmp_path / "m.mtl")
+    fails(obj, "material file 'm.mtl' is a FIFO")
+    (tmp_path / "m.mtl").unlink()
+    (tmp_path / "m.mtl").write_text("newmtl a\nmap_Kd -s 1 1 1 tex.png\n")
+    os.mkfifo(tmp_path / "tex.png")
+    fails(obj, "texture 'tex.png' of 'm.mtl' is a FIFO")
+    (tmp_path / "tex.png").unlink()
+    (tmp_path / "tex.png").mkdir()
+    fails(obj, "texture 'tex.png' of 'm.mtl' is a folder")
+    (tmp_path / "tex.png").rmdir()
+    assert check_cad_file(obj) == "obj"  # missing side files are the importer's to skip
+
+    doc, binary = gltf_document()
+    doc["images"] = [{"uri": "albedo.png"}]
+    gltf = write_gltf(tmp_path / "g.gltf", doc, binary)
+    os.mkfifo(tmp_path / "albedo.png")
+    fails(gltf, "glTF image 0's file 'albedo.png' is a FIFO")
+    (tmp_path / "albedo.png").unlink()
+    buffer = tmp_path / json.loads(gltf.read_text())["buffers"][0]["uri"]
+    buffer.unlink()
+    os.mkfifo(buffer)
+    fails(gltf, "glTF buffer 0's file", "is a FIFO")
+
+
+# --------------------------------------------------------------------------- silent changes refused
+
+
+@pytest.mark.parametrize("value", ["1e39", "-3.5E+038", "2.5e100", "1e308"])
+def test_text_coordinates_past_float32_are_refused(tmp_path, value):
+    vertices = [["0", "0", "0"], [value, "0", "0"], ["0", "1", "0"]]
+    obj = tmp_path / "big.obj"
+    obj.write_text("".join(f"v {' '.join(v)}\n" for v in vertices) + "f 1 2 3\n")
+    fails(obj, f"vertex coordinate {value} on line 2 does not fit a 32-bit float")
+    stl = tmp_path / "big.stl"
+    stl.write_text(
+        "solid s\nfacet normal 0 0 1\nouter loop\n"
+        + "".join(f"vertex {' '.join(v)}\n" for v in vertices)
+        + "endloop\nendfacet\nendsolid s\n"
+    )
+    fails(stl, "does not fit a 32-bit float")
+
+
+def test_coordinates_that_fit_float32_pass(tmp_path):
+    obj = tmp_path / "ok.obj"
+    obj.write_text("v 0 0 0\nv 3.3e38 0 0\nv 0 1e-45 0\nusemtl size3e40\nf 1 2 3\n")
+    assert check_cad_file(obj) == "obj"
+
+
+def test_binary_ply_doubles_past_float32_are_refused(tmp_path):
+    ply = tmp_path / "d.ply"
+    head = (
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 3\nproperty double x\nproperty double y\n"
+        b"property double z\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    body = struct.pack("<9d", 0, 0, 0, 1e39, 0, 0, 0, 1, 0) + struct.pack("<B3i", 3, 0, 1, 2)
+    ply.write_bytes(head + body)
+    fails(ply, "vertex 1's x 1e+39 does not fit a 32-bit float")
+
+
+def test_a_glb_stride_smaller_than_its_element_is_refused(tmp_path):
+    doc, binary = gltf_document()
+    doc["bufferViews"][0]["byteStride"] = 8  # a VEC3 of floats is 12 bytes
+    fails(write_glb(tmp_path / "s.glb", doc, binary), "byteStride 8 is smaller than one element (12 bytes)")
+
+
+def test_a_deeply_nested_gltf_is_one_line_not_a_traceback(tmp_path):
+    gltf = tmp_path / "deep.gltf"
+    gltf.write_text('{"asset": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    fails(gltf, "the glTF JSON nests too deeply")
