@@ -41,7 +41,10 @@ def main() -> int:
     _load_package()
     from dst3d_addon import cli
 
-    return cli.main(_arguments(), SCRIPT)
+    arguments = _arguments()
+    if arguments[:1] != ["_worker"]:
+        cli.stop_on_sigterm()
+    return cli.main(arguments, SCRIPT)
 
 
 if __name__ == "__main__":

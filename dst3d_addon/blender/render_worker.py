@@ -9,7 +9,9 @@ crash of this process loses at most the views whose records were not sent yet.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import BinaryIO
@@ -24,11 +26,16 @@ from ..core.views import Mesh, render_view
 from ..core.worker_pipe import Channel
 from .cad_import import import_cad
 
+#: Fault injection for tests: the import of the model with this id never ends (a FIFO-like hang).
+FAULT_HANG_MODEL = "DST3D_FAULT_HANG_MODEL"
+
 
 class _LoadedModel:
     """The model currently in the scene, and the Blender renderer built for it (if any)."""
 
     def __init__(self, job: ModelJob, settings: RenderSettings, threads: int | None) -> None:
+        if os.environ.get(FAULT_HANG_MODEL) == job.model_id:
+            time.sleep(3600)
         imported = import_cad(
             job.cad_path,
             forward=job.forward,

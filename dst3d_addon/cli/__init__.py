@@ -9,6 +9,7 @@ trains or generates: the doors parse, call the stage's run, and print one line p
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,8 +85,20 @@ def main(argv: Sequence[str], script: Path | None = None) -> int:
         return 2
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop a stage as Ctrl-C does: its workers are stopped, what is written stays,
+    and the same command resumes (a batch system's kill must not orphan the workers)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def console_main() -> None:
     """The `dst3d` command (installed with the package): the batch script without a script file."""
+    stop_on_sigterm()
     code = main(sys.argv[1:])
     sys.stdout.flush()
     sys.stderr.flush()

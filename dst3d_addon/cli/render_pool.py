@@ -85,8 +85,8 @@ class RenderRun:
         self.dataset = plan.dataset
         self.settings = settings
         self.models = plan.models
-        self.queue = plan.tasks()
         self.workers_wanted = max(1, min(workers, plan.total))
+        self.queue = plan.tasks(self.workers_wanted)
         self.script = script
         self.progress = progress
         self.model_timeout = model_timeout

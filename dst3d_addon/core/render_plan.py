@@ -5,6 +5,7 @@ plan here, so they open a dataset and skip finished views the same way."""
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ def pending_views(model: ModelJob, views: int, shard: Shard, done: Container[str
 
 
 class TaskQueue:
-    """Hands the render workers their tasks: at most TASK_VIEWS views of one model each.
+    """Hands the render workers their tasks: at most `chunk` (<= TASK_VIEWS) views of one model each.
 
     A worker keeps the model it has loaded while that model has views left, takes a model nobody
     has started otherwise, and once every model is started helps with another's. So with more
@@ -163,15 +164,18 @@ class TaskQueue:
     Views are planned lazily, so memory does not grow with their number.
     """
 
-    def __init__(self, views_of: Callable[[int], Iterator[int]], models: int) -> None:
+    def __init__(
+        self, views_of: Callable[[int], Iterator[int]], models: int, chunk: int = TASK_VIEWS
+    ) -> None:
         self._views_of = views_of
+        self._chunk_size = max(1, min(chunk, TASK_VIEWS))
         self._new = iter(range(models))
         self._open: dict[int, Iterator[int]] = {}  # started models with views left, oldest first
         self._dropped: set[int] = set()
         self._held: list[Task] = []  # taken by `has_work`, handed out first
 
     def _chunk(self, model: int) -> Task | None:
-        views = tuple(itertools.islice(self._open[model], TASK_VIEWS))
+        views = tuple(itertools.islice(self._open[model], self._chunk_size))
         if not views:
             del self._open[model]
             return None
@@ -257,9 +261,11 @@ class RenderPlan:
         """The views of model `model` still to render, as a stream."""
         return pending_views(self.models[model], self.views, self.shard, self.done)
 
-    def tasks(self) -> TaskQueue:
-        """A task queue over the views still to render."""
-        return TaskQueue(self.views_of, len(self.models))
+    def tasks(self, workers: int = 1) -> TaskQueue:
+        """A task queue over the views still to render, for `workers` workers: tasks small enough
+        that every worker gets some (a few views of one model each when there are few views)."""
+        chunk = math.ceil(self.total / (2 * max(1, workers))) if self.total else TASK_VIEWS
+        return TaskQueue(self.views_of, len(self.models), chunk)
 
     def pending(self) -> list[list[int]]:
         """Every model's views still to render, as lists (for a few views: the panel's export)."""

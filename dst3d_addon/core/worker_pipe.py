@@ -65,11 +65,14 @@ class Channel:
         self._lock = threading.Lock()
 
     @classmethod
-    def take_stdout(cls) -> Channel:
+    def take_stdout(cls, *, follow_parent: bool = True) -> Channel:
         """A channel on this process's original stdout; fd 1 itself then points at stderr, so
-        whatever else prints (libraries, Blender) goes to the log, never into the protocol."""
+        whatever else prints (libraries, Blender) goes to the log, never into the protocol. With
+        `follow_parent`, the worker also ends when its parent does (`exit_with_parent`)."""
         stream = os.fdopen(os.dup(1), "wb", buffering=0)
         os.dup2(2, 1)
+        if follow_parent:
+            exit_with_parent()
         return cls(stream)
 
     def send(self, message: Mapping[str, Any]) -> None:
@@ -78,6 +81,21 @@ class Channel:
         with self._lock:
             self._stream.write(data)
             self._stream.flush()
+
+
+def exit_with_parent(interval: float = 0.5) -> None:
+    """End this process (exit status 70) soon after its parent ends, however the parent ended:
+    a killed batch script must not leave its workers running. A daemon thread watches the parent
+    id, which changes when the parent is gone (POSIX); where it never changes, nothing happens."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(70)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def describe_exit(code: int | None) -> str:

@@ -122,6 +122,8 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
         "airliner",
         "--seed",
         11,
+        "--workers",
+        2,
     ]
     full = tmp_path / "full"
     assert run_batch("render", "--out", full, *common).returncode == 0
@@ -147,6 +149,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     assert f"{total - written} to render, {written} already done" in resumed.stderr
     assert f"dst3d render: {total - written} views written, {written} skipped (done before)" in resumed.stderr
     assert sorted_records(part) == sorted_records(full)
+    assert (part / "annotations.jsonl").read_bytes() == (full / "annotations.jsonl").read_bytes()
     for record in sorted_records(full):
         for rel in record["files"].values():
             assert (part / rel).read_bytes() == (full / rel).read_bytes(), rel

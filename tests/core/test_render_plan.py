@@ -156,3 +156,11 @@ def test_progress_line_and_rate():
     p.close()
     assert "4/4 views" in out.getvalue()
     assert format_duration(3725) == "1:02:05" and format_duration(float("nan")) == "--:--"
+
+
+def test_few_views_are_split_so_that_every_worker_gets_some(tmp_path):
+    m = ModelJob("c", "m", "m.obj")
+    plan = plan_render(tmp_path, {"seed": 0}, [m], 30, Shard(), tool_version="t")
+    queue = plan.tasks(workers=2)
+    sizes = [len(t.views) for t in iter(queue.next_task, None)]
+    assert sum(sizes) == 30 and len(sizes) >= 4 and max(sizes) <= 8
