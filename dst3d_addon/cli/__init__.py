@@ -69,6 +69,7 @@ def main(argv: Sequence[str], script: Path | None = None) -> int:
         args, unknown = parser.parse_known_args(join_dash_values(argv))
         if unknown:  # said by the stage, not by the top parser
             raise UsageError(f"{PROG} {args.stage}: unrecognized arguments: {' '.join(unknown)} (see --help)")
+        args.given = frozenset(word.split("=", 1)[0] for word in argv if word.startswith("--"))
         if args.stage == "render":
             return run_render(args, script)
         if args.stage == "generate":
@@ -83,6 +84,10 @@ def main(argv: Sequence[str], script: Path | None = None) -> int:
     except (Dst3dError, ValueError) as exc:  # settings validation names the setting
         fail(exc)
         return 2
+    except OSError as exc:  # the disk, not the input: a full disk, a folder that went away
+        where = exc.filename if exc.filename is not None else "dst3d"
+        fail(f"{where}: {exc.strerror or exc}")
+        return 1
 
 
 def stop_on_sigterm() -> None:

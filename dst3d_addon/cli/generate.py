@@ -4,9 +4,13 @@ stage (`generation/run.py`) with a progress bar, Ctrl-C and one-line errors."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 from pathlib import Path
 
+from ..core.dataset import DATASET_JSON, Dataset
+from ..core.generation_plan import MAX_IMAGES_PER_VIEW
 from ..core.generation_settings import (
     DEFAULT_GENERATION_PRESET,
     DEFAULT_PIPELINE,
@@ -74,10 +78,15 @@ def add_generation_options(g: argparse.ArgumentParser, common: bool) -> None:
         "chosen from its seed",
     )
     x = g.add_argument_group("generation run")
-    x.add_argument("--images-per-view", type=positive_int("--images-per-view"), default=1, metavar="K")
+    x.add_argument(
+        "--images-per-view",
+        type=positive_int("--images-per-view", most=MAX_IMAGES_PER_VIEW),
+        default=1,
+        metavar="K",
+    )
     x.add_argument(
         "--batch-size",
-        type=positive_int("--batch-size"),
+        type=positive_int("--batch-size", most=1024),
         default=4,
         metavar="B",
         help="images per denoising batch (halved automatically when out of memory)",
@@ -154,20 +163,71 @@ def generation_settings_from_args(args: argparse.Namespace) -> GenerationSetting
     )
 
 
+#: Where dataset.json keeps the generation options of a `run` whose generation was skipped.
+PENDING = "pending_generate"
+
+
+def _generation_actions() -> list[argparse.Action]:
+    """The generation options (those `run` and `generate` share), from the parser itself."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_generation_options(parser, common=False)
+    return [a for a in parser._actions if a.option_strings]
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The `generate` command that makes what this run's generation options ask for."""
+    words = ["python", "tools/dst3d_batch.py", "generate", "--out", str(args.out)]
+    for action in _generation_actions():
+        value = getattr(args, action.dest)
+        if value == action.default or value is None:
+            continue
+        option = action.option_strings[0]
+        words += [option] if action.nargs == 0 else [option, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def remember_generation(args: argparse.Namespace) -> None:
+    """Keep the generation options in dataset.json, so that `generate --out DIR` alone uses them."""
+    values = {a.dest: getattr(args, a.dest) for a in _generation_actions()}
+    Dataset(Path(args.out), "generate", {}).update_info(lambda info: info.__setitem__(PENDING, values))
+
+
+def recall_generation(args: argparse.Namespace) -> list[str]:
+    """Take the options a skipped run kept for those not given now; returns their option names."""
+    try:
+        info = json.loads((Path(args.out) / DATASET_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    kept = info.get(PENDING) if isinstance(info, dict) else None
+    if not isinstance(kept, dict):
+        return []
+    given = getattr(args, "given", frozenset())
+    taken = []
+    for action in _generation_actions():
+        wanted = kept.get(action.dest, getattr(args, action.dest))
+        if not given.intersection(action.option_strings) and getattr(args, action.dest) != wanted:
+            setattr(args, action.dest, wanted)
+            taken.append(action.option_strings[0])
+    return taken
+
+
 def _skipped_hint(args: argparse.Namespace, reason: str) -> str:
-    command = f"python tools/dst3d_batch.py generate --out {args.out}"
-    if args.pipeline != DEFAULT_PIPELINE:
-        command += f" --pipeline {args.pipeline}"
     return (
         f"dst3d run: generation skipped: {reason}\n"
         f"dst3d run: the annotated control images are in {args.out}; to generate the images, run on a "
-        f"machine with a CUDA GPU and the model weights:\n    {command}"
+        f"machine with a CUDA GPU and the model weights:\n    {_command(args)}\n"
+        f"dst3d run: (dataset.json keeps these options: `generate --out {args.out}` alone uses them)"
     )
 
 
 def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) -> int:
     """The generate stage; returns the exit code. With `skip_unavailable` (the `run` stage), missing
-    weights, torch or GPU end it with a message and exit 0: the rendered data is complete."""
+    weights, torch or GPU end it with a message and exit 0: the rendered data is complete, and the
+    generation options are kept for a later `generate`."""
+    if not skip_unavailable:
+        taken = recall_generation(args)
+        if taken:
+            say(f"dst3d generate: using {', '.join(taken)} as the skipped run gave them (dataset.json)")
     settings = generation_settings_from_args(args)
     prompts = PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
     options = RunOptions(
@@ -223,6 +283,7 @@ def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) ->
     if progress is not None:
         progress.close()
     if run.state == "unavailable" and skip_unavailable:
+        remember_generation(args)
         say(_skipped_hint(args, cli_text(run.error)))
         return 0
     if run.error is not None:

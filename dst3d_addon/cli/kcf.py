@@ -35,7 +35,9 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         "and score each image of the held-out fold by its loss; writes kcf.json.",
     )
     k.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
-    k.add_argument("--folds", type=positive_int("--folds"), default=5, metavar="K", help="folds (default 5)")
+    k.add_argument(
+        "--folds", type=positive_int("--folds", most=100), default=5, metavar="K", help="folds (default 5)"
+    )
     k.add_argument(
         "--images", choices=IMAGE_KINDS, default="generated", help="which image of each record to judge"
     )
@@ -47,10 +49,21 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         help="keep all images of one view (default) or one CAD model in the same fold",
     )
     t = k.add_argument_group("training")
-    t.add_argument("--epochs", type=positive_int("--epochs"), default=30, help="epochs per fold (default 30)")
-    t.add_argument("--batch-size", type=positive_int("--batch-size"), default=32, help="default 32")
     t.add_argument(
-        "--image-size", type=positive_int("--image-size"), default=256, metavar="PX", help="default 256"
+        "--epochs",
+        type=positive_int("--epochs", most=10_000),
+        default=30,
+        help="epochs per fold (default 30)",
+    )
+    t.add_argument(
+        "--batch-size", type=positive_int("--batch-size", most=4096), default=32, help="default 32"
+    )
+    t.add_argument(
+        "--image-size",
+        type=positive_int("--image-size", most=2048),
+        default=256,
+        metavar="PX",
+        help="default 256",
     )
     t.add_argument("--lr", type=positive_float("--lr"), default=0.01, help="learning rate (default 0.01)")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (default, as 3D-DST) or adamw")
@@ -91,7 +104,9 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
     x.add_argument(
         "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
     )
-    x.add_argument("--threads", type=positive_int("--threads"), default=None, help="CPU threads for torch")
+    x.add_argument(
+        "--threads", type=positive_int("--threads", most=1024), default=None, help="CPU threads for torch"
+    )
     x.add_argument(
         "--python",
         default=None,
@@ -137,10 +152,18 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
     r.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
     r.add_argument("--output", metavar="PNG", help="where to write it (default <out>/kcf_report.png)")
     r.add_argument(
-        "--count", type=positive_int("--count"), default=8, metavar="N", help="worst and best images (8)"
+        "--count",
+        type=positive_int("--count", most=64),
+        default=8,
+        metavar="N",
+        help="worst and best images (8)",
     )
     r.add_argument(
-        "--tile", type=positive_int("--tile"), default=160, metavar="PX", help="image tile size (160)"
+        "--tile",
+        type=positive_int("--tile", most=1024),
+        default=160,
+        metavar="PX",
+        help="image tile size (160)",
     )
 
 
@@ -201,12 +224,12 @@ class _Lines:
             self._say(f"dst3d kcf: worker on {msg.get('device')}{amp}, {msg.get('images')} images loaded")
         elif kind == "epoch" and not quiet and not self.progress.tty:
             self._say(
-                f"dst3d kcf: fold {msg['fold'] + 1} epoch {msg['epoch']}/{msg['epochs']}: loss {msg['loss']:.3f}, "
+                f"dst3d kcf: fold {msg['fold']} epoch {msg['epoch']}/{msg['epochs']}: loss {msg['loss']:.3f}, "
                 f"{msg['images_per_s']:.1f} images/s"
             )
         elif kind == "fold_done" and not quiet:
             self._say(
-                f"dst3d kcf: fold {msg['fold'] + 1} done in {format_duration(msg['seconds'])}: "
+                f"dst3d kcf: fold {msg['fold']} done in {format_duration(msg['seconds'])}: "
                 f"accuracy {100 * msg['accuracy_pi_6']:.1f}% at pi/6, {100 * msg['accuracy_pi_18']:.1f}% at pi/18"
             )
 
@@ -238,7 +261,7 @@ def run_kcf(args: argparse.Namespace) -> int:
     start = time.monotonic()
     run = KcfRun(out, settings, plan, options)
     if plan.pending:
-        progress = Progress(plan.passes, "images", enabled=not args.quiet)
+        progress = Progress(plan.passes, "image passes", enabled=not args.quiet)
         run.on_message = _Lines(progress, args.quiet)
         try:
             code = run.run()
@@ -283,6 +306,10 @@ def run_report(args: argparse.Namespace) -> int:
     """The report stage: one PNG."""
     out = Path(args.out).expanduser()
     output = Path(args.output).expanduser() if args.output else out / "kcf_report.png"
+    if args.output and output.is_dir():
+        raise UsageError(f"--output {output}: is a folder; name the PNG file to write")
+    if args.output and not output.parent.is_dir():
+        raise UsageError(f"--output {output}: no folder {output.parent} to write it in")
     write_report(out, output, count=args.count, tile=args.tile)
     say(f"dst3d report: -> {output}")
     return 0

@@ -83,8 +83,9 @@ def join_dash_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def number(name: str, kind: type, positive: bool) -> Callable[[str], int | float]:
-    """An argparse type: a finite int or float (positive if asked) whose errors name the option."""
+def number(name: str, kind: type, positive: bool, most: float | None = None) -> Callable[[str], int | float]:
+    """An argparse type: a finite int or float (positive if asked, at most `most` if given) whose
+    errors name the option; the bound refuses what cannot be meant before any work."""
     what = "a whole number" if kind is int else "a number"
 
     def parse(text: str) -> int | float:
@@ -96,14 +97,16 @@ def number(name: str, kind: type, positive: bool) -> Callable[[str], int | float
             raise argparse.ArgumentTypeError(f"{name} {text!r}: must be finite")
         if positive and value <= 0:
             raise argparse.ArgumentTypeError(f"{name} {text!r}: must be positive")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"{name} {text!r}: at most {most:,}")
         return value
 
     return parse
 
 
-def positive_int(name: str) -> Callable[[str], int]:
-    """An argparse type for a whole number > 0."""
-    return number(name, int, positive=True)  # type: ignore[return-value]
+def positive_int(name: str, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type for a whole number > 0 (and <= `most`)."""
+    return number(name, int, positive=True, most=most)  # type: ignore[return-value]
 
 
 def positive_float(name: str) -> Callable[[str], float]:

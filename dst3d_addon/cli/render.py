@@ -77,7 +77,7 @@ def add_render_options(r: argparse.ArgumentParser) -> None:
     v.add_argument("--out", required=True, metavar="DIR", help="the dataset folder")
     v.add_argument(
         "--views",
-        type=positive_int("--views"),
+        type=positive_int("--views", most=MAX_VIEWS),
         default=None,
         metavar="N",
         help=f"views per model (default {DEFAULT_VIEWS}, or the grid's size)",
@@ -121,7 +121,7 @@ def add_render_options(r: argparse.ArgumentParser) -> None:
     )
     o.add_argument(
         "--samples",
-        type=positive_int("--samples"),
+        type=positive_int("--samples", most=65_536),
         default=32,
         help="Cycles samples for --edges canny-shaded (default 32, as 3D-DST)",
     )

@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ OUT = setting("out")
 ALLOW_MIXED = setting("allow_mixed")
 
 _STAGE = re.compile(r"^[a-z][a-z0-9_-]*$")
+#: Free space below which a dataset folder is refused: a few views' files and records.
+MIN_FREE_BYTES = 16 * 2**20
 
 
 def _now() -> str:
@@ -77,7 +80,8 @@ def describe_diff(diffs: list[tuple[str, Any, Any]], limit: int = 6) -> str:
 
 
 def _prepare_folder(root: Path) -> None:
-    """Create the dataset folder and prove it is writable by creating a file in it."""
+    """Create the dataset folder and prove it is writable by creating a file in it, on a disk with
+    room for a few views (a full disk refused here costs one line, not a crash per worker)."""
     if root.exists() and not root.is_dir():
         raise DatasetError(f"{OUT} {root}: is a file, not a folder")
     try:
@@ -99,6 +103,14 @@ def _prepare_folder(root: Path) -> None:
         if err.errno == errno.EROFS:
             raise DatasetError(f"{OUT} {root}: the folder is on a read-only file system") from err
         raise DatasetError(f"{OUT} {root}: the folder is not writable ({err.strerror or err})") from err
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return
+    if free < MIN_FREE_BYTES:
+        raise DatasetError(
+            f"{OUT} {root}: the disk is full ({free / 2**20:.1f} MB free); make room or choose another {OUT}"
+        )
 
 
 def _read_info(root: Path) -> dict | None:

@@ -34,6 +34,10 @@ def image_seed(run_seed: int, annotation_id: str, k: int) -> int:
     return derive_seed("image", int(run_seed), annotation_id, int(k))
 
 
+#: Images per view at most: more prompts of one pose than a dataset can use; a typo otherwise.
+MAX_IMAGES_PER_VIEW = 1000
+
+
 def image_rel_path(annotation_id: str, k: int) -> str:
     """`images/<id>_<k>.png` (dataset-format.md)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
@@ -104,6 +108,10 @@ def plan_items(
     """
     if isinstance(images_per_view, bool) or not isinstance(images_per_view, int) or images_per_view < 1:
         raise SettingsError(f"{setting('images_per_view')} {images_per_view!r}: must be positive")
+    if images_per_view > MAX_IMAGES_PER_VIEW:
+        raise SettingsError(
+            f"{setting('images_per_view')} {images_per_view}: at most {MAX_IMAGES_PER_VIEW:,}"
+        )
     items: list[GenerationItem] = []
     for ann in annotations:
         ann_id = ann["id"]

@@ -361,6 +361,13 @@ class PromptSource:
         found = self.captions.lookup(class_name, synset) if self.captions is not None else ()
         return found or (self.template,)
 
+    def uncaptioned(self, classes: Iterable[tuple[str, str | None]]) -> list[str]:
+        """Of (class name, synset) pairs, those a caption file was given for but has no caption of
+        (their images use the template): what a run should say rather than do silently."""
+        if self.captions is None:
+            return []
+        return sorted({name for name, synset in classes if not self.captions.lookup(name, synset)})
+
     def choose(self, seed: int, class_name: str, synset: str | None = None) -> tuple[str, str]:
         """(prompt, negative prompt) of the image with that seed: one of the candidates, picked by
         `derive_seed(seed, "prompt") % n`, so the same seed always gets the same prompt."""

@@ -120,6 +120,7 @@ class GenerateRun:
             raise DatasetError(f"{OUT} {self.out}: no {ANNOTATIONS} there; run the render stage first")
         self.annotations = load_annotations(self.out, as_numpy=False, respect_keep=False)
         self._warn_on_stretch()
+        self._warn_on_uncaptioned()
         self.client = client or WorkerClient(
             WorkerConfig(log_path=self.out / "logs" / f"generate-{os.getpid()}.log")
         )
@@ -166,6 +167,15 @@ class GenerateRun:
                 f"warning: {setting('width')}/{setting('height')} {width}x{height} has another aspect ratio than the control "
                 f"images ({', '.join(odd[:3])}); they are stretched to it, and each annotation's camera "
                 "(K, bbox) still describes its control image"
+            )
+
+    def _warn_on_uncaptioned(self) -> None:
+        """A caption file with no caption for a class of the dataset: say so, once per class."""
+        classes = {(a["class"]["name"], a["class"]["synset"]) for a in self.annotations}
+        for name in self.prompts.uncaptioned(classes):
+            self.log(
+                f"warning: {setting('captions')} {self.prompts.captions.path} has no caption for class {name!r}; "
+                f"its images use the prompt template ({setting('prompt')})"
             )
 
     def _check_settings(self) -> None:
