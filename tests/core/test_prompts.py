@@ -257,3 +257,12 @@ def test_for_object_overrides(tmp_path):
     assert src.for_object() == src
     with pytest.raises(PromptError, match=r"^object prompt .*unknown placeholder"):
         src.for_object(prompt="{nope}")
+
+
+def test_classes_a_caption_file_has_nothing_for_are_named(tmp_path):
+    captions = tmp_path / "c.csv"
+    captions.write_text("class,caption\nairliner,a photo of an airliner\n")
+    source = PromptSource.load(PAPER_PROMPT, PAPER_NEGATIVE, captions)
+    classes = [("airliner", "n02690373"), ("car", None), ("bus", "n02924116"), ("car", None)]
+    assert source.uncaptioned(classes) == ["bus", "car"]
+    assert PromptSource.load(PAPER_PROMPT, PAPER_NEGATIVE).uncaptioned(classes) == []

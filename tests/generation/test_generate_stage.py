@@ -216,6 +216,26 @@ def test_run_renders_and_says_what_it_skipped(env, tmp_path):
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in cpu.stderr
 
 
+def test_a_skipped_run_keeps_its_generation_options_for_generate(env, tmp_path):
+    out = tmp_path / "run"
+    options = ["--pipeline", "sdxl-canny", "--images-per-view", "3", "--prompt", "a {class} on a runway"]
+    proc = run_batch(
+        "run", "--cad", SAMPLE, "--views", "2", "--resolution", "64", "--out", out, "--quiet", *options, env=env
+    )  # fmt: skip
+    assert proc.returncode == 0 and "generation skipped" in proc.stderr
+    command = (
+        f"python tools/dst3d_batch.py generate --out {out} --pipeline sdxl-canny "
+        "--prompt 'a {class} on a runway' --images-per-view 3"
+    )
+    assert f"    {command}\n" in proc.stderr  # the whole command, every option given
+    later = run_batch("generate", "--out", out, "--quiet", env=env)  # the options alone come back
+    assert "using --pipeline, --prompt, --images-per-view as the skipped run gave them" in later.stderr
+    assert "2 views x 3 image(s)" in later.stderr and "stable-diffusion-xl-base" in later.stderr
+    override = run_batch("generate", "--out", out, "--quiet", "--images-per-view", "1", env=env)
+    assert "using --pipeline, --prompt as the skipped run gave them" in override.stderr
+    assert "2 views x 1 image(s)" in override.stderr
+
+
 @pytest.mark.slow
 def test_run_with_tiny_renders_and_generates(env, tmp_path):
     out = tmp_path / "run"
