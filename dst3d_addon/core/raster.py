@@ -31,6 +31,8 @@ from .camera import Intrinsics
 DEFAULT_NEAR = 1e-3
 
 _NO_HIT = np.iinfo(np.int64).max
+#: Faces drawn at a time: about 60 MB of working memory at 512x512, whatever the mesh size.
+FACE_CHUNK = 1 << 17
 
 
 class RasterError(ValueError):
@@ -206,53 +208,19 @@ def _scan(
     return tri, j, i0, np.maximum(i1 - i0, 0)
 
 
-def rasterize(
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    R: np.ndarray,
-    C: np.ndarray,
+def _fragments(
+    F: np.ndarray,
+    offset: int,
+    cam: Vec,
+    projected: tuple[np.ndarray, np.ndarray, np.ndarray],
     intrinsics: Intrinsics,
-    vertex_normals: np.ndarray | None = None,
-    near: float = DEFAULT_NEAR,
-) -> Raster:
-    """Render mask, depth, normals and face ids of an object-frame triangle mesh.
-
-    R is R_theta (world -> camera) and C the camera centre, as in pose-convention.md. Faces with a
-    non-finite or degenerate (zero-area) corner set are skipped; geometry nearer than `near` is
-    clipped away. `vertex_normals` (object frame) are interpolated perspective-correctly; each is
-    first turned to the side of its face's geometric normal, so inconsistent windings are harmless.
-    """
-    V = np.asarray(vertices, dtype=np.float64)
-    F = np.asarray(faces)
-    if V.ndim != 2 or V.shape[1] != 3:
-        raise RasterError(f"vertices must have shape (N, 3), got {V.shape}")
-    if F.size == 0:
-        F = F.reshape(0, 3).astype(np.int64)
-    if F.ndim != 2 or F.shape[1] != 3 or not np.issubdtype(F.dtype, np.integer):
-        raise RasterError(f"faces must be an integer array of shape (M, 3), got {F.dtype} {F.shape}")
-    if F.size and (F.min() < 0 or F.max() >= len(V)):
-        raise RasterError(f"face indices must lie in [0, {len(V)}), got [{F.min()}, {F.max()}]")
-    if vertex_normals is not None:
-        vertex_normals = np.asarray(vertex_normals, dtype=np.float64)
-        if vertex_normals.shape != V.shape:
-            raise RasterError(f"vertex_normals must have shape {V.shape}, got {vertex_normals.shape}")
-    R = np.asarray(R, dtype=np.float64)
-    C = np.asarray(C, dtype=np.float64).reshape(3)
-    if not near > 0.0:
-        raise RasterError(f"near must be positive, got {near}")
+    near: float,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(pixel, z-buffer key) of every fragment of faces F (numbered from `offset`), or None."""
+    uv_u, uv_v, dv = projected
     H, W = intrinsics.height, intrinsics.width
     M = intrinsics.viewport
     px, py = intrinsics.principal
-    if len(F) == 0:
-        return _empty(intrinsics)
-
-    # Camera frame and projection, once per vertex; corners are gathered from these, so a vertex
-    # shared by several faces has the same bits in each of them.
-    cam = _rotate(V[:, 0] - C[0], V[:, 1] - C[1], V[:, 2] - C[2], R)
-    dv = -cam[2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uv_u = px + M * cam[0] / dv
-        uv_v = py - M * cam[1] / dv
     idx = [np.ascontiguousarray(F[:, c]) for c in range(3)]
     P = [_take(cam, i) for i in idx]  # corner positions in the camera frame
     n_raw = _cross(_sub(P[1], P[0]), _sub(P[2], P[0]))
@@ -287,7 +255,7 @@ def rasterize(
 
     s_tri, s_row, s_col, s_len = _scan(us, vs, W, H)
     if not s_len.any():
-        return _empty(intrinsics)
+        return None
 
     # 1/depth on the face plane n.X = k along the ray X = depth * ((u-px)/M, -(v-py)/M, -1) is
     # affine in (u, v). Evaluated at both ends of each span and clamped there to the triangle's
@@ -312,24 +280,78 @@ def rasterize(
     start = np.cumsum(s_len) - s_len
     e = np.arange(len(span))
     inv = (first - step * start)[span] + step[span] * e
-    frag_tri = s_tri[span]
+    frag_tri = tri_face[s_tri[span]] + offset
     depth32 = (1.0 / inv).astype(np.float32)
-    # Nearest first, then the lowest triangle number: one 64-bit key, one scatter-minimum.
+    # Nearest first, then the lowest face number: one 64-bit key, one scatter-minimum.
     key = (depth32.view(np.int32).astype(np.int64) << 32) | frag_tri
     pix = (s_row * W + s_col - start)[span] + e
-    zbuf = np.full(H * W, _NO_HIT, np.int64)
-    np.minimum.at(zbuf, pix, key)
+    return pix, key
 
+
+def rasterize(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    R: np.ndarray,
+    C: np.ndarray,
+    intrinsics: Intrinsics,
+    vertex_normals: np.ndarray | None = None,
+    near: float = DEFAULT_NEAR,
+    chunk: int = FACE_CHUNK,
+) -> Raster:
+    """Render mask, depth, normals and face ids of an object-frame triangle mesh.
+
+    R is R_theta (world -> camera) and C the camera centre, as in pose-convention.md. Faces with a
+    non-finite or degenerate (zero-area) corner set are skipped; geometry nearer than `near` is
+    clipped away. `vertex_normals` (object frame) are interpolated perspective-correctly; each is
+    first turned to the side of its face's geometric normal, so inconsistent windings are harmless.
+    Faces are drawn `chunk` at a time (the memory of a chunk, not of the mesh).
+    """
+    V = np.asarray(vertices, dtype=np.float64)
+    F = np.asarray(faces)
+    if V.ndim != 2 or V.shape[1] != 3:
+        raise RasterError(f"vertices must have shape (N, 3), got {V.shape}")
+    if F.size == 0:
+        F = F.reshape(0, 3).astype(np.int64)
+    if F.ndim != 2 or F.shape[1] != 3 or not np.issubdtype(F.dtype, np.integer):
+        raise RasterError(f"faces must be an integer array of shape (M, 3), got {F.dtype} {F.shape}")
+    if F.size and (F.min() < 0 or F.max() >= len(V)):
+        raise RasterError(f"face indices must lie in [0, {len(V)}), got [{F.min()}, {F.max()}]")
+    if vertex_normals is not None:
+        vertex_normals = np.asarray(vertex_normals, dtype=np.float64)
+        if vertex_normals.shape != V.shape:
+            raise RasterError(f"vertex_normals must have shape {V.shape}, got {vertex_normals.shape}")
+    R = np.asarray(R, dtype=np.float64)
+    C = np.asarray(C, dtype=np.float64).reshape(3)
+    if not near > 0.0:
+        raise RasterError(f"near must be positive, got {near}")
+    H, W = intrinsics.height, intrinsics.width
+    M = intrinsics.viewport
+    px, py = intrinsics.principal
+    if len(F) == 0:
+        return _empty(intrinsics)
+
+    # Camera frame and projection, once per vertex; corners are gathered from these, so a vertex
+    # shared by several faces has the same bits in each of them.
+    cam = _rotate(V[:, 0] - C[0], V[:, 1] - C[1], V[:, 2] - C[2], R)
+    dv = -cam[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv_u = px + M * cam[0] / dv
+        uv_v = py - M * cam[1] / dv
+    # Faces in chunks: memory stays bounded whatever the mesh size, and as every face's fragments
+    # depend on that face alone and the z-buffer keeps a minimum, the result is the same bits.
+    zbuf = np.full(H * W, _NO_HIT, np.int64)
+    for start in range(0, len(F), chunk):
+        found = _fragments(F[start : start + chunk], start, cam, (uv_u, uv_v, dv), intrinsics, near)
+        if found is not None:
+            np.minimum.at(zbuf, *found)
     hit = np.flatnonzero(zbuf != _NO_HIT)
+    if not len(hit):
+        return _empty(intrinsics)
     won = zbuf[hit]
-    face = tri_face[won & 0xFFFFFFFF]
+    face = won & 0xFFFFFFFF
     # The faces seen, numbered 0.. in `local`, for the per-face work below.
-    seen = np.zeros(len(F), bool)
-    seen[face] = True
-    ids = np.flatnonzero(seen)
-    local = np.zeros(len(F), np.int64)
-    local[ids] = np.arange(len(ids))
-    local = local[face]
+    ids = np.unique(face)
+    local = np.searchsorted(ids, face)
 
     mask = np.zeros(H * W, bool)
     mask[hit] = True
@@ -337,10 +359,13 @@ def rasterize(
     depth[hit] = (won >> 32).astype(np.int32).view(np.float32)
     face_index = np.full(H * W, -1, np.int32)
     face_index[hit] = face
-    # Geometric unit normals turned towards the camera: n . (0 - P0) > 0, i.e. k < 0.
-    n_ids = _take(n_raw, ids)
-    k_ids = k[ids]
-    scale = np.where(k_ids > 0, -1.0, 1.0) / length[ids]
+    # Geometric unit normals turned towards the camera: n . (0 - P0) > 0, i.e. k < 0. The seen
+    # faces' planes again, computed as the chunks computed them (elementwise: the same bits).
+    idx = [np.ascontiguousarray(F[ids, c]) for c in range(3)]
+    P = [_take(cam, i) for i in idx]
+    n_ids = _cross(_sub(P[1], P[0]), _sub(P[2], P[0]))
+    k_ids = _dot(n_ids, P[0])
+    scale = np.where(k_ids > 0, -1.0, 1.0) / np.sqrt(_dot(n_ids, n_ids))
     facing = (n_ids[0] * scale, n_ids[1] * scale, n_ids[2] * scale)
     face_normals = np.zeros((H * W, 3), np.float32)
     _scatter_rows(face_normals, hit, np.stack(facing, axis=1).astype(np.float32), local)
@@ -349,7 +374,7 @@ def rasterize(
         normals = face_normals
     else:
         vn = _rotate(vertex_normals[:, 0], vertex_normals[:, 1], vertex_normals[:, 2], R)
-        G = _normal_planes([_take(p, ids) for p in P], n_ids, k_ids, facing, [_take(vn, i[ids]) for i in idx])
+        G = _normal_planes(P, n_ids, k_ids, facing, [_take(vn, i) for i in idx])
         normals = np.zeros((H * W, 3), np.float32)
         rows, ok = _interpolate_normals(hit, np.take(G, local, axis=1), intrinsics)
         if not ok.all():  # degenerate corner normals: the face's own normal instead

@@ -546,3 +546,22 @@ def test_bbox_of_a_render_matches_the_projected_box():
     assert not is_truncated(r.mask)
     R, C = looking_down(1.5)
     assert is_truncated(rasterize(V, F, R, C, intr).mask)
+
+
+def test_drawing_the_faces_in_chunks_gives_the_same_bits():
+    """Big meshes are drawn a chunk of faces at a time (bounded memory): nothing may change."""
+    rng = np.random.default_rng(9)
+    V, F, N = uv_sphere(24, 40)
+    soup = (rng.uniform(-0.6, 0.6, (30, 1, 3)) + rng.uniform(-0.3, 0.3, (30, 3, 3))).reshape(-1, 3)
+    V = np.concatenate([V, soup])
+    F = np.concatenate([F, len(N) + np.arange(90).reshape(30, 3)])
+    normals = np.concatenate([N, rng.normal(size=(90, 3))])
+    intr = Intrinsics(64, 48, 40.0, (31.0, 25.0))
+    for distance in (2.0, 0.4):  # the second puts the camera among the triangles: near clipping
+        R, C = extrinsics(random_pose(rng, distance))
+        whole = rasterize(V, F, R, C, intr, vertex_normals=normals)
+        assert whole.mask.any()
+        for chunk in (1, 7, 100):
+            part = rasterize(V, F, R, C, intr, vertex_normals=normals, chunk=chunk)
+            for name in ("mask", "depth", "normals", "face_index", "face_normals"):
+                assert np.array_equal(getattr(whole, name), getattr(part, name)), (distance, chunk, name)
