@@ -262,7 +262,7 @@ def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) ->
     run = GenerateRun(out, settings, prompts, options, client, log=log, on_images=images, on_step=step)
     tiny = run.request["base"] == TINY
     say(
-        f"dst3d generate: {len(run.annotations)} views x {args.images_per_view} image(s), shard "
+        f"dst3d generate: {len(run.views)} views x {args.images_per_view} image(s), shard "
         f"{args.shard.index}/{args.shard.count}: {run.total} to generate, {run.skipped} already done -> {out}"
     )
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,26 +93,40 @@ def _annotation_size(ann: Mapping, settings: GenerationSettings) -> tuple[int, i
     return int(width), int(height)
 
 
-def plan_items(
-    annotations: Sequence[Mapping],
-    settings: GenerationSettings,
-    prompts: PromptSource,
-    images_per_view: int,
-    shard: Shard,
-    done: set[str] | frozenset[str],
-) -> list[GenerationItem]:
-    """The images this shard still has to make, in annotation order then k.
-
-    `annotations` are records as `records.load_annotations` gives them; `done` holds the
-    `generation_key`s of finished images (see `completed_keys`).
-    """
+def check_images_per_view(images_per_view: int) -> None:
+    """SettingsError unless 1 <= images_per_view <= MAX_IMAGES_PER_VIEW."""
     if isinstance(images_per_view, bool) or not isinstance(images_per_view, int) or images_per_view < 1:
         raise SettingsError(f"{setting('images_per_view')} {images_per_view!r}: must be positive")
     if images_per_view > MAX_IMAGES_PER_VIEW:
         raise SettingsError(
             f"{setting('images_per_view')} {images_per_view}: at most {MAX_IMAGES_PER_VIEW:,}"
         )
-    items: list[GenerationItem] = []
+
+
+def iter_items(
+    annotations: Iterable[Mapping],
+    settings: GenerationSettings,
+    prompts: PromptSource,
+    images_per_view: int,
+    shard: Shard,
+    done: Container[str],
+) -> Iterator[GenerationItem]:
+    """The images this shard still has to make, in annotation order then k, as a stream (so a
+    million views cost the memory of one). `annotations` are validated records (as
+    `records.load_annotations` or `records.iter_annotations` give them); `done` holds the
+    `generation_key`s of finished images (see `completed_keys`)."""
+    check_images_per_view(images_per_view)
+    return _items(annotations, settings, prompts, images_per_view, shard, done)
+
+
+def _items(
+    annotations: Iterable[Mapping],
+    settings: GenerationSettings,
+    prompts: PromptSource,
+    images_per_view: int,
+    shard: Shard,
+    done: Container[str],
+) -> Iterator[GenerationItem]:
     for ann in annotations:
         ann_id = ann["id"]
         if not shard.owns(ann_id):
@@ -128,21 +142,30 @@ def plan_items(
                 continue
             seed = image_seed(settings.seed, ann_id, k)
             prompt, negative = prompts.choose(seed, class_name, synset)
-            items.append(
-                GenerationItem(
-                    annotation_id=ann_id,
-                    k=k,
-                    seed=seed,
-                    prompt=prompt,
-                    negative_prompt=negative,
-                    control=ann["files"]["control"],
-                    output=image_rel_path(ann_id, k),
-                    width=width,
-                    height=height,
-                    class_name=class_name,
-                )
+            yield GenerationItem(
+                annotation_id=ann_id,
+                k=k,
+                seed=seed,
+                prompt=prompt,
+                negative_prompt=negative,
+                control=ann["files"]["control"],
+                output=image_rel_path(ann_id, k),
+                width=width,
+                height=height,
+                class_name=class_name,
             )
-    return items
+
+
+def plan_items(
+    annotations: Iterable[Mapping],
+    settings: GenerationSettings,
+    prompts: PromptSource,
+    images_per_view: int,
+    shard: Shard,
+    done: Container[str],
+) -> list[GenerationItem]:
+    """`iter_items` as a list (for a few views)."""
+    return list(iter_items(annotations, settings, prompts, images_per_view, shard, done))
 
 
 def generation_record(

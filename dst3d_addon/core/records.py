@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 from .camera import Intrinsics, Pose, camera_record
 from .dataset import ANNOTATIONS
 from .errors import DatasetError
-from .files import read_records
+from .files import iter_records, read_records
 from .ids import check_relative_path, parse_annotation_id
 from .keep import filter_records, load_keep
 
@@ -268,6 +268,32 @@ def _to_numpy(record: dict) -> dict:
     if record["bbox"] is not None:
         out["bbox"] = np.asarray(record["bbox"], dtype=np.float64)
     return out
+
+
+def iter_annotations(out: str | os.PathLike) -> Iterator[dict]:
+    """The validated annotation records of a dataset folder as a stream, one per id (the last one
+    recorded, as `load_annotations` keeps), for runs over more records than fit in memory. Reads
+    the file twice; only the ids are held in memory. The keep set is not applied."""
+    path = Path(out) / ANNOTATIONS
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; is {out} a dst3d dataset folder with rendered views?")
+    last: dict[str, int] = {}
+    for line, record in iter_records(path):
+        ident = record.get("id")
+        last[ident if isinstance(ident, str) else f"#{line}"] = line
+    return _validated(path, last)
+
+
+def _validated(path: Path, last: dict[str, int]) -> Iterator[dict]:
+    for line, record in iter_records(path):
+        ident = record.get("id")
+        if last.get(ident if isinstance(ident, str) else f"#{line}") != line:
+            continue  # recorded again later: that record stands
+        try:
+            validate_annotation(record)
+        except DatasetError as err:
+            raise DatasetError(f"{path}: line {line}: {err.text}") from err
+        yield record
 
 
 def load_annotations(

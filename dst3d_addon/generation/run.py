@@ -10,10 +10,11 @@ crashed worker is restarted once per batch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,17 @@ from ..core.dataset import (
 )
 from ..core.errors import DatasetError, setting
 from ..core.files import iter_records
-from ..core.generation_plan import GenerationItem, completed_keys, generation_record, plan_items
+from ..core.generation_plan import (
+    GenerationItem,
+    check_images_per_view,
+    completed_keys,
+    generation_key,
+    generation_record,
+    iter_items,
+)
 from ..core.generation_settings import TINY, GenerationSettings
 from ..core.prompts import PromptSource
-from ..core.records import load_annotations
+from ..core.records import iter_annotations
 from ..core.render_plan import Shard
 from .client import Job, WorkerClient, WorkerConfig
 from .errors import GenerationError, MissingRuntime, MissingWeights, OutOfMemory, WorkerCrashed
@@ -79,15 +87,39 @@ def pipeline_request(settings: GenerationSettings, options: RunOptions) -> dict[
     }
 
 
-def batches(items: Sequence[GenerationItem], size: int) -> list[list[GenerationItem]]:
-    """Consecutive items in groups of at most `size`, never mixing image sizes in one group."""
-    out: list[list[GenerationItem]] = []
-    for item in items:
-        if out and len(out[-1]) < size and (out[-1][0].width, out[-1][0].height) == (item.width, item.height):
-            out[-1].append(item)
-        else:
-            out.append([item])
-    return out
+class Batcher:
+    """Consecutive items in groups of at most `size`, never mixing image sizes in one group, taken
+    from a stream of items as they are needed (so the plan never sits whole in memory)."""
+
+    def __init__(self, items: Iterable[GenerationItem]) -> None:
+        self._items: Iterator[GenerationItem] = iter(items)
+        self._next: GenerationItem | None = None
+
+    def take(self, size: int) -> list[GenerationItem]:
+        """The next batch ([] once the stream has ended)."""
+        batch: list[GenerationItem] = []
+        while len(batch) < size:
+            item = self._next if self._next is not None else next(self._items, None)
+            self._next = None
+            if item is None:
+                break
+            if batch and (item.width, item.height) != (batch[0].width, batch[0].height):
+                self._next = item
+                break
+            batch.append(item)
+        return batch
+
+    def put_back(self, items: Sequence[GenerationItem]) -> None:
+        """Hand these items out again first (a batch that did not fit in memory)."""
+        rest = [self._next] if self._next is not None else []
+        self._next = None
+        self._items = itertools.chain(items, rest, self._items)
+
+
+def batches(items: Iterable[GenerationItem], size: int) -> list[list[GenerationItem]]:
+    """All of `Batcher(items)`'s batches (for a few items)."""
+    batcher = Batcher(items)
+    return list(iter(lambda: batcher.take(size), []))
 
 
 class GenerateRun:
@@ -118,9 +150,16 @@ class GenerateRun:
         self.on_step = on_step
         if not (self.out / ANNOTATIONS).is_file():
             raise DatasetError(f"{OUT} {self.out}: no {ANNOTATIONS} there; run the render stage first")
-        self.annotations = load_annotations(self.out, as_numpy=False, respect_keep=False)
-        self._warn_on_stretch()
-        self._warn_on_uncaptioned()
+        check_images_per_view(options.images_per_view)
+        self.views: list[str] = []  # the ids of the views, in file order (the plan streams the rest)
+        sizes: set[tuple[int, int]] = set()
+        classes: set[tuple[str, str | None]] = set()
+        for record in iter_annotations(self.out):
+            self.views.append(record["id"])
+            sizes.add((record["camera"]["width"], record["camera"]["height"]))
+            classes.add((record["class"]["name"], record["class"]["synset"]))
+        self._warn_on_stretch(sizes)
+        self._warn_on_uncaptioned(classes)
         self.client = client or WorkerClient(
             WorkerConfig(log_path=self.out / "logs" / f"generate-{os.getpid()}.log")
         )
@@ -129,7 +168,7 @@ class GenerateRun:
         self.state = "starting"
         self.error: GenerationError | None = None
         self.dataset: Dataset | None = None
-        self.pending: list[list[GenerationItem]] = []
+        self.pending = Batcher(())
         self.total = 0
         self.skipped = 0
         self.written = 0
@@ -145,9 +184,8 @@ class GenerateRun:
         }
         self._check_settings()
         # Plan before starting anything: a finished shard costs no worker and no model load.
-        done = completed_keys(Dataset(self.out, "generate", {}))
-        self.owned = len(self.plan(set()))  # this shard's images, done or not
-        self.total = len(self.plan(done))
+        self.owned = self._count(set())  # this shard's images, done or not
+        self.total = self._count(completed_keys(Dataset(self.out, "generate", {})))
         self.skipped = self.owned - self.total
         if self.total == 0:
             self.state = "done"
@@ -155,13 +193,12 @@ class GenerateRun:
             self.client.start()
 
     # ------------------------------------------------------------------------------ planning
-    def _warn_on_stretch(self) -> None:
+    def _warn_on_stretch(self, sizes: set[tuple[int, int]]) -> None:
         """An explicit size of another aspect ratio stretches the control images: say so once."""
         width, height = self.settings.width, self.settings.height
         if width is None or height is None:
             return
-        sizes = sorted({(a["camera"]["width"], a["camera"]["height"]) for a in self.annotations})
-        odd = [f"{w}x{h}" for w, h in sizes if w * height != h * width]
+        odd = [f"{w}x{h}" for w, h in sorted(sizes) if w * height != h * width]
         if odd:
             self.log(
                 f"warning: {setting('width')}/{setting('height')} {width}x{height} has another aspect ratio than the control "
@@ -169,9 +206,8 @@ class GenerateRun:
                 "(K, bbox) still describes its control image"
             )
 
-    def _warn_on_uncaptioned(self) -> None:
+    def _warn_on_uncaptioned(self, classes: set[tuple[str, str | None]]) -> None:
         """A caption file with no caption for a class of the dataset: say so, once per class."""
-        classes = {(a["class"]["name"], a["class"]["synset"]) for a in self.annotations}
         for name in self.prompts.uncaptioned(classes):
             self.log(
                 f"warning: {setting('captions')} {self.prompts.captions.path} has no caption for class {name!r}; "
@@ -200,10 +236,22 @@ class GenerateRun:
                 f"or choose a new {OUT}"
             )
 
-    def plan(self, done: set[str]) -> list[GenerationItem]:
-        """The images of this shard not in `done` (generation keys)."""
-        return plan_items(
-            self.annotations,
+    def _count(self, done: Container[str]) -> int:
+        """This shard's images not in `done` (generation keys), counted from the ids alone."""
+        k = self.options.images_per_view
+        shard = self.options.shard
+        return sum(
+            1
+            for view in self.views
+            if shard.owns(view)
+            for index in range(k)
+            if generation_key(view, index) not in done
+        )
+
+    def plan(self, done: Container[str]) -> Iterator[GenerationItem]:
+        """The images of this shard not in `done` (generation keys), as a stream."""
+        return iter_items(
+            iter_annotations(self.out),
             self.settings,
             self.prompts,
             self.options.images_per_view,
@@ -300,10 +348,9 @@ class GenerateRun:
             binding=GENERATIONS,
         )
         done = completed_keys(self.dataset)
-        items = self.plan(done)
-        self.total = len(items)
-        self.skipped = self.owned - len(items)
-        self.pending = batches(items, self.batch_size)
+        self.total = self._count(done)
+        self.skipped = self.owned - self.total
+        self.pending = Batcher(self.plan(done))
         self.state = "generating"
 
     def _submit(self, batch: list[GenerationItem]) -> None:
@@ -337,11 +384,12 @@ class GenerateRun:
         return dict(self.settings.fallback) if self.settings.lora and self.settings.fallback else None
 
     def _next_batch(self) -> None:
-        if not self.pending:
+        batch = self.pending.take(self.batch_size)
+        if not batch:
             self.state = "done"
             return
         self._crash_retried = False
-        self._submit(self.pending.pop(0))
+        self._submit(batch)
 
     def _batch_done(self, job: Job) -> None:
         batch = self._batch
@@ -361,7 +409,7 @@ class GenerateRun:
             half = (len(batch) + 1) // 2
             self.batch_size = max(1, min(self.batch_size, half))
             self.log(f"out of memory at batch {len(batch)}; retrying with batch {half}")
-            self.pending = batches(batch + [i for b in self.pending for i in b], self.batch_size)
+            self.pending.put_back(batch)
             self._next_batch()
             return
         if isinstance(error, OutOfMemory):

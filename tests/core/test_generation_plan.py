@@ -288,3 +288,19 @@ def test_load_generations_and_completed_keys(tmp_path):
         load_generations(tmp_path)
     with pytest.raises(DatasetError, match="not found"):
         load_generations(tmp_path / "nothing")
+
+
+def test_items_are_planned_as_a_stream():
+    """A million views are planned as they are needed: the plan never sits whole in memory."""
+    import itertools
+
+    from dst3d_addon.core.generation_plan import iter_items
+
+    s = settings_from_preset("paper", seed=1)
+    endless = (dict(ANNS[i % len(ANNS)], id=f"c/m{i}/000000") for i in itertools.count())
+    first = list(itertools.islice(iter_items(endless, s, PromptSource(), 2, Shard(), set()), 5))
+    assert [(i.annotation_id, i.k) for i in first] == [
+        ("c/m0/000000", 0), ("c/m0/000000", 1), ("c/m1/000000", 0), ("c/m1/000000", 1), ("c/m2/000000", 0),
+    ]  # fmt: skip
+    with pytest.raises(SettingsError, match=r"^images_per_view 1001: at most 1,000"):
+        iter_items(endless, s, PromptSource(), 1001, Shard(), set())
