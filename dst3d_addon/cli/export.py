@@ -62,6 +62,13 @@ def add_parser(stages: argparse._SubParsersAction) -> None:
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def count(n: int, noun: str) -> str:
+    """`1 model`, `3 models`, `2 classes`."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
 def run_export(args: argparse.Namespace) -> int:
     """The export stage; returns the exit code (bad input raises and gives 2, a missing package 1)."""
     settings = ExportSettings(
@@ -88,7 +95,7 @@ def run_export(args: argparse.Namespace) -> int:
     resuming = run.check()
     kept = "every image" if args.all else "the keep set respected"
     say(
-        f"dst3d export: {len(plan.samples)} {settings.images} images of {len(plan.classes)} class(es) ({kept}) "
+        f"dst3d export: {len(plan.samples)} {settings.images} images of {count(len(plan.classes), 'class')} ({kept}) "
         f"-> {settings.format} in {to}{' (resuming)' if resuming else ''}"
     )
     progress = Progress(len(plan.samples), "images", enabled=not args.quiet)
@@ -113,7 +120,7 @@ def run_export(args: argparse.Namespace) -> int:
     for cls in summary.unsplit_classes:
         say(f"dst3d export: class {cls} has one CAD model, so all of it is in train")
     splits = ", ".join(
-        f"{split} {c['images']} images ({c['models']} models, {c['classes']} classes)"
+        f"{split} {count(c['images'], 'image')} ({count(c['models'], 'model')}, {count(c['classes'], 'class')})"
         for split, c in summary.counts.items()
     )
     say(
