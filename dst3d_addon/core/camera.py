@@ -146,7 +146,9 @@ def project_pose(points: np.ndarray, pose: Pose, intrinsics: Intrinsics) -> tupl
 
 
 def opencv_extrinsics(R: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R_cv, t_cv) so that x ~ K (R_cv X + t_cv) in OpenCV's camera frame."""
+    """(R_cv, t_cv) so that x ~ K (R_cv X + t_cv) in OpenCV's camera frame (looking down +z, y down):
+    what `cv2.projectPoints(X, R_cv, t_cv, K, None)` takes. `R` itself looks down -z; passing it to
+    OpenCV mirrors the image."""
     R_cv = np.diag([1.0, -1.0, -1.0]) @ R
     return R_cv, -R_cv @ C
 
@@ -191,9 +193,13 @@ def pose_from_matrix_world(matrix_world: np.ndarray) -> Pose:
 
 
 def camera_record(pose: Pose, intrinsics: Intrinsics) -> dict:
-    """The `camera` object of an annotation record (dataset-format.md)."""
+    """The `camera` object of an annotation record (dataset-format.md): intrinsics, `R` and `C` in
+    this module's convention, and the same extrinsics in OpenCV's form as `R_cv` and `t_cv`."""
     R, C = extrinsics(pose)
+    R_cv, t_cv = opencv_extrinsics(R, C)
     record = intrinsics.as_record()
     record["R"] = R.tolist()
     record["C"] = C.tolist()
+    record["R_cv"] = R_cv.tolist()
+    record["t_cv"] = t_cv.tolist()
     return record

@@ -27,6 +27,9 @@ FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
 ANNOTATIONS = "annotations.jsonl"
 GENERATIONS = "generations.jsonl"
+#: The kinds of image a view has: generated images, shaded renders, control images (what the kcf
+#: and export stages take with --images, and the filter records as the kind it judged).
+IMAGE_KINDS = ("generated", "renders", "control")
 #: The settings that messages name: the dataset folder and the flag that allows mixed settings.
 OUT = setting("out")
 ALLOW_MIXED = setting("allow_mixed")

@@ -109,6 +109,45 @@ def remove_stale_temps(root: str | os.PathLike) -> int:
     return removed
 
 
+#: The names `temp_name` gives.
+_TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{12}\.tmp$")
+
+
+def remove_stale_temps(root: str | os.PathLike) -> int:
+    """Remove the temporary files that killed writers left anywhere under `root`; returns how many.
+
+    Call it only while no other process writes there (under the folder's lock).
+    """
+    removed = 0
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            if _TEMP_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *, durable: bool = True) -> Iterator[io.BufferedWriter]:
+    """A binary file to write `path` through: it appears complete, when the block ends without an
+    error, or not at all (a temporary sibling renamed into place; removed on failure)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(target)
+    try:
+        with open(tmp, "xb") as handle:
+            yield handle
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _write_all(fd: int, data: bytes, durable: bool) -> None:
     """Write every byte (os.write may write fewer), then flush to disk if `durable`."""
     view = memoryview(data)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera import Intrinsics, Pose, camera_record
+from .camera import Intrinsics, Pose, camera_record, opencv_extrinsics
 from .dataset import ANNOTATIONS
 from .errors import DatasetError
 from .files import iter_records, read_records
@@ -31,6 +31,9 @@ REQUIRED_FILES = {
     "depth": ("depth", (".npz", ".exr")),
 }
 OPTIONAL_FILES = {"render": ("renders", (".png",))}
+
+#: OpenCV's extrinsics in a record's camera (added after format 1's first release: optional when read).
+OPENCV_KEYS = ("R_cv", "t_cv")
 
 _ROT_TOL = 1e-6
 _REL_TOL = 1e-7
@@ -158,7 +161,8 @@ def _close(a: np.ndarray, b: np.ndarray, scale: float) -> bool:
 def validate_annotation(record: Any) -> None:
     """Raise DatasetError (naming the record's id and the field) unless `record` is a well-formed
     annotation: every key of dataset-format.md present with the right type and shape, finite numbers,
-    R a rotation, and K, R, C the ones the pose and intrinsics give (pose-convention.md)."""
+    R a rotation, and K, R, C (and R_cv, t_cv where present) the ones the pose and intrinsics give
+    (pose-convention.md)."""
     ck = _Checker(record)
     if not isinstance(record, Mapping):
         raise ck.fail("record", f"must be an object, got {type(record).__name__}")
@@ -230,6 +234,7 @@ def validate_annotation(record: Any) -> None:
             "camera.C",
             "does not match the pose (pose-convention.md: C = d (cos e sin a, -cos e cos a, sin e))",
         )
+    _check_opencv(ck, cam, expected, distance)
 
     if ck.get(record, "bbox") is not None:
         u0, v0, u1, v1 = ck.array(record, "bbox", (4,))
@@ -259,11 +264,40 @@ def validate_annotation(record: Any) -> None:
             raise ck.fail(f"files.{kind}", f"is unsafe ({err})") from err
 
 
+def _check_opencv(ck: _Checker, cam: Mapping, expected: Mapping, distance: float) -> None:
+    """`camera.R_cv` and `camera.t_cv` (OpenCV's extrinsics): both or neither (records written before
+    they existed have neither), and the ones R and C give (pose-convention.md#opencv)."""
+    present = [key for key in OPENCV_KEYS if key in cam]
+    if not present:
+        return
+    if len(present) == 1:
+        other = next(key for key in OPENCV_KEYS if key not in cam)
+        raise ck.fail(f"camera.{other}", f"is missing (camera.{present[0]} is there; they come in a pair)")
+    R_cv = ck.array(cam, "R_cv", (3, 3), "camera.")
+    t_cv = ck.array(cam, "t_cv", (3,), "camera.")
+    if not _close(R_cv, expected["R_cv"], 1.0):
+        raise ck.fail("camera.R_cv", "does not match R (pose-convention.md: R_cv = diag(1, -1, -1) R)")
+    if not _close(t_cv, expected["t_cv"], distance):
+        raise ck.fail("camera.t_cv", "does not match R and C (pose-convention.md: t_cv = -R_cv C)")
+
+
+def with_opencv(record: dict) -> dict:
+    """A validated record with `camera.R_cv` and `camera.t_cv`, computed from R and C when the record
+    predates them (a shallow copy; the record itself is not changed)."""
+    cam = record["camera"]
+    if all(key in cam for key in OPENCV_KEYS):
+        return record
+    R_cv, t_cv = opencv_extrinsics(
+        np.asarray(cam["R"], dtype=np.float64), np.asarray(cam["C"], dtype=np.float64)
+    )
+    return {**record, "camera": {**cam, "R_cv": R_cv.tolist(), "t_cv": t_cv.tolist()}}
+
+
 def _to_numpy(record: dict) -> dict:
     """A copy of a validated record with its matrices and vectors as float64 arrays."""
     out = {**record, "cad": dict(record["cad"]), "camera": dict(record["camera"])}
     out["cad"]["to_object"] = np.asarray(record["cad"]["to_object"], dtype=np.float64)
-    for key in ("K", "R", "C", "principal"):
+    for key in ("K", "R", "C", "principal", *OPENCV_KEYS):
         out["camera"][key] = np.asarray(record["camera"][key], dtype=np.float64)
     if record["bbox"] is not None:
         out["bbox"] = np.asarray(record["bbox"], dtype=np.float64)
@@ -301,7 +335,8 @@ def load_annotations(
 ) -> list[dict]:
     """The validated annotation records of a dataset folder, for researchers.
 
-    With `as_numpy`, cad.to_object, camera.K/R/C/principal and bbox are float64 arrays. If an id
+    With `as_numpy`, cad.to_object, camera.K/R/C/R_cv/t_cv/principal and bbox are float64 arrays.
+    Records written before `camera.R_cv` and `camera.t_cv` existed get them (from R and C). If an id
     was appended twice (a view redone with --allow-mixed), its last record wins, at the place of
     its first. File paths stay relative to `out`. If the `filter` stage wrote a keep set, only
     the views it keeps are returned (for generated images: views with at least one kept image),
@@ -321,4 +356,5 @@ def load_annotations(
     keep = load_keep(out) if respect_keep else None
     if keep is not None:
         records = filter_records(records, keep)
+    records = [with_opencv(r) for r in records]
     return [_to_numpy(r) if as_numpy else r for r in records]

@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..core.dataset import IMAGE_KINDS
 from ..core.errors import Dst3dError, SettingError, setting
 
-IMAGE_KINDS = ("generated", "renders", "control")
 GROUP_BY = ("image", "view", "model")
 OPTIMIZERS = ("sgd", "adamw")
 

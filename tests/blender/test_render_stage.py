@@ -24,6 +24,7 @@ from dst3d_addon.core.camera import Intrinsics, project
 from dst3d_addon.core.dataset import read_records
 from dst3d_addon.core.records import load_annotations
 from tests.batch_script import SAMPLE, kill_group, run_batch, start_batch, survivors
+from tests.geometry import silhouette
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -46,20 +47,6 @@ def formats(tmp_path_factory) -> dict[str, Path]:
         paths[ext] = folder / f"airliner_{ext}.{ext}"
         mesh.export(paths[ext])
     return paths
-
-
-def silhouette(uv: np.ndarray, faces: np.ndarray, width: int, height: int, factor: int = 16) -> np.ndarray:
-    """An independent rasterisation of projected triangles: OpenCV's fillConvexPoly at `factor` times the
-    resolution, read at each pixel's centre (OpenCV also fills the pixels its edges touch, so at
-    full resolution it would be about half a pixel too fat)."""
-    canvas = np.zeros((height * factor, width * factor), np.uint8)
-    shift = 4
-    # In the fine grid, fine pixel k covers [k, k + 1) / factor; OpenCV puts its centre on k.
-    pts = np.round((uv[faces] * factor - 0.5) * (1 << shift)).astype(np.int32)
-    for tri in pts:  # one call per triangle: fillPoly over many polygons fills even-odd
-        cv2.fillConvexPoly(canvas, tri, 255, lineType=cv2.LINE_8, shift=shift)
-    centre = factor // 2
-    return canvas[centre::factor, centre::factor] > 0
 
 
 def test_geometry_every_format_projects_onto_its_mask(formats, tmp_path):

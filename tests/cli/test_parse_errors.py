@@ -13,9 +13,11 @@ import dst3d_addon
 from dst3d_addon import cli
 from tests.cli.cli_helpers import SCRIPT, error, invalid_choice, usage
 
-STAGES = ("render", "generate", "run", "kcf", "filter", "report")
+STAGES = ("render", "generate", "run", "kcf", "filter", "report", "export")
 #: The one option every stage requires; parsing fails before anything looks at the folder.
 OUT = ("--out", "o")
+#: The other options a stage requires.
+REQUIRED = {"filter": ["--keep-fraction", "0.5"], "export": ["--format", "coco", "--to", "t"]}
 
 # ----------------------------------------------------------------------------------------- numbers
 
@@ -276,8 +278,8 @@ def test_filter_needs_a_rule(run_cli):
 
 @pytest.mark.parametrize(
     "argv",
-    [pytest.param([stage], id=stage) for stage in STAGES]
-    + [pytest.param(["filter", "--keep-fraction", "0.5"], id="filter-with-a-rule")],
+    [pytest.param([stage], id=stage) for stage in STAGES if stage not in REQUIRED]
+    + [pytest.param([stage, *REQUIRED[stage]], id=f"{stage}-with-the-rest") for stage in REQUIRED],
 )
 def test_every_stage_needs_out(run_cli, argv):
     code, lines = run_cli(*argv)
@@ -305,8 +307,7 @@ def test_an_unknown_stage_lists_the_stages(run_cli, argv, taken):
 @pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize("extra", [["--bogus"], ["--bogus", "1"], ["stray"]])
 def test_an_unknown_option_is_named(run_cli, stage, extra):
-    rule = ["--keep-fraction", "0.5"] if stage == "filter" else []
-    code, lines = run_cli(stage, *OUT, *rule, *extra)
+    code, lines = run_cli(stage, *OUT, *REQUIRED.get(stage, []), *extra)
     assert code == 2
     assert lines == [usage(stage, f"unrecognized arguments: {' '.join(extra)}")]
 

@@ -51,12 +51,15 @@ def test_record_has_exactly_the_spec_layout():
     assert np.array(r["cad"]["to_object"]).shape == (4, 4)
     assert r["pose"] == {"azimuth": 0.4, "elevation": 0.3, "theta": -0.2, "distance": 2.5}
     cam = r["camera"]
-    assert set(cam) == {"focal", "viewport", "principal", "width", "height", "K", "R", "C"}
+    assert set(cam) == {"focal", "viewport", "principal", "width", "height", "K", "R", "C", "R_cv", "t_cv"}
     assert cam["focal"] == 1.0 and cam["viewport"] == pytest.approx(35 / 32 * 160)
     assert cam["principal"] == [80.0, 60.0] and (cam["width"], cam["height"]) == (160, 120)
     R, C = extrinsics(Pose(0.4, 0.3, -0.2, 2.5))
     np.testing.assert_allclose(cam["R"], R)
     np.testing.assert_allclose(cam["C"], C)
+    R_cv, t_cv = opencv_extrinsics(R, C)
+    np.testing.assert_allclose(cam["R_cv"], R_cv)
+    np.testing.assert_allclose(cam["t_cv"], t_cv)
     assert r["files"] == FILES
     # survives JSON exactly
     back = json.loads(json.dumps(r))
@@ -69,7 +72,7 @@ def test_record_camera_reproduces_the_projection():
     r = make_record()
     pts = np.random.default_rng(0).uniform(-0.5, 0.5, (20, 3))
     K = np.array(r["camera"]["K"])
-    R_cv, t_cv = opencv_extrinsics(np.array(r["camera"]["R"]), np.array(r["camera"]["C"]))
+    R_cv, t_cv = np.array(r["camera"]["R_cv"]), np.array(r["camera"]["t_cv"])
     x = (pts @ R_cv.T + t_cv) @ K.T
     uv_cv = x[:, :2] / x[:, 2:]
     intr = Intrinsics.from_lens(160, 120)
@@ -155,6 +158,15 @@ BAD = [
     (mutate("camera.R", lambda R: [[-x for x in row] for row in R]), "camera.R is not a rotation (det -1"),
     (mutate("camera.C", [0.0, 0.0, float("inf")]), "camera.C holds a non-finite number"),
     (mutate("camera.C", ["0", 0.0, 1.0]), "camera.C must hold only numbers"),
+    (mutate("camera.R_cv", DELETE), "camera.R_cv is missing (camera.t_cv is there"),
+    (mutate("camera.t_cv", DELETE), "camera.t_cv is missing (camera.R_cv is there"),
+    (
+        mutate("camera.R_cv", lambda R: [R[0], [-x for x in R[1]], [-x for x in R[2]]]),
+        "camera.R_cv does not match R",
+    ),
+    (mutate("camera.R_cv", [[1.0, 0.0], [0.0, 1.0]]), "camera.R_cv must be a 3x3 list, got 2x2"),
+    (mutate("camera.t_cv", lambda t: [t[0], t[1], -t[2]]), "camera.t_cv does not match R and C"),
+    (mutate("camera.t_cv", [0.0, float("nan"), 1.0]), "camera.t_cv holds a non-finite number"),
     (mutate("bbox", [1.0, 2.0, 3.0]), "bbox must be a 4 list"),
     (mutate("bbox", [30.0, 20.0, 170.0, 100.0]), "bbox must satisfy"),
     (mutate("bbox", [30.0, 20.0, 10.0, 100.0]), "bbox must satisfy"),
@@ -173,7 +185,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("change", "expected"), BAD)
+@pytest.mark.parametrize(("change", "expected"), [b for b in BAD if b[1] is not None])
 def test_validation_names_the_id_and_the_bad_field(change, expected):
     good = make_record()
     bad = change(good)
@@ -229,3 +241,21 @@ def test_load_annotations(tmp_path):
         rec.load_annotations(tmp_path)
     with pytest.raises(DatasetError, match=r"annotations\.jsonl: not found"):
         rec.load_annotations(tmp_path / "nowhere")
+
+
+def test_records_without_the_opencv_extrinsics_still_load(tmp_path):
+    # Datasets written before camera.R_cv / t_cv existed: valid, and the loader adds them from R and C.
+    d = ds.Dataset.open(tmp_path, "render", {"seed": 0}, tool_version="0")
+    old = make_record()
+    for key in ("R_cv", "t_cv"):
+        del old["camera"][key]
+    rec.validate_annotation(old)
+    d.append("annotations.jsonl", [old])
+    for as_numpy in (True, False):
+        (loaded,) = rec.load_annotations(tmp_path, as_numpy=as_numpy)
+        cam = loaded["camera"]
+        R_cv, t_cv = opencv_extrinsics(np.asarray(cam["R"]), np.asarray(cam["C"]))
+        np.testing.assert_allclose(cam["R_cv"], R_cv)
+        np.testing.assert_allclose(cam["t_cv"], t_cv)
+        rec.validate_annotation(json.loads(json.dumps(loaded, default=lambda a: a.tolist())))
+    assert "R_cv" not in old["camera"]  # the caller's record is not changed
