@@ -109,25 +109,6 @@ def remove_stale_temps(root: str | os.PathLike) -> int:
     return removed
 
 
-#: The names `temp_name` gives.
-_TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{12}\.tmp$")
-
-
-def remove_stale_temps(root: str | os.PathLike) -> int:
-    """Remove the temporary files that killed writers left anywhere under `root`; returns how many.
-
-    Call it only while no other process writes there (under the folder's lock).
-    """
-    removed = 0
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            if _TEMP_NAME.match(name):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-    return removed
-
-
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, *, durable: bool = True) -> Iterator[io.BufferedWriter]:
     """A binary file to write `path` through: it appears complete, when the block ends without an
