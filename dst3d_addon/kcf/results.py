@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.errors import DatasetError, setting
 from ..core.files import write_json_atomic
+from ..core.ids import check_relative_path
 from .bins import pose_errors
 from .items import Item
 from .metrics import THRESHOLDS, accuracy_at
@@ -138,4 +139,8 @@ def load_kcf(out: str | os.PathLike) -> dict:
             or not isinstance(entry.get("score"), (int, float))
         ):
             raise DatasetError(f"{path}: images[{i}] has no file or score; rerun the kcf stage")
+        try:  # a hand-edited path must not lead a reader out of the dataset folder
+            check_relative_path(entry["file"], f"images[{i}].file")
+        except DatasetError as err:
+            raise DatasetError(f"{path}: {err.text}; rerun the kcf stage") from None
     return data

@@ -91,3 +91,14 @@ def test_filter_that_keeps_nothing_is_refused(run_cli, tmp_path):
     )
     assert not (tmp_path / "o" / "keep.jsonl").exists()
     shutil.rmtree(tmp_path / "o")
+
+
+@pytest.mark.parametrize("evil", ["../outside.png", "/etc/passwd", "images/../../x.png"])
+def test_report_never_reads_outside_the_dataset(run_cli, tmp_path, evil):
+    _dataset_with_kcf(tmp_path / "o")
+    kcf = json.loads((tmp_path / "o" / "kcf.json").read_text())
+    kcf["images"][0]["file"] = evil
+    (tmp_path / "o" / "kcf.json").write_text(json.dumps(kcf))
+    code, lines = run_cli("report", "--out", "o")
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"dst3d: error: o/kcf.json: images[0].file {evil!r} must be a relative path")
