@@ -12,7 +12,7 @@ from ..core.export import FORMATS, ExportRun, ExportSettings, check_packages, ch
 from ..core.packages import MissingPackage
 from ..core.pascal3d import DEFAULT_SOURCE
 from ..core.progress import Progress, format_duration
-from .options import fail, positive_float, positive_int, say
+from .options import fail, positive_float, positive_int, say, seed
 
 
 def add_parser(stages: argparse._SubParsersAction) -> None:
@@ -45,7 +45,9 @@ def add_parser(stages: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="hold out this fraction of each class's CAD models as a val split (a model is never on both sides)",
     )
-    e.add_argument("--seed", type=int, default=0, help="which models --holdout-models picks (default 0)")
+    e.add_argument(
+        "--seed", type=seed("--seed"), default=0, help="which models --holdout-models picks (default 0)"
+    )
     w = e.add_argument_group("webdataset")
     w.add_argument(
         "--shard-size", type=positive_int("--shard-size"), metavar="N", help="samples a shard (default 1000)"

@@ -40,22 +40,22 @@ def refused(run_cli, tmp_path: Path, *argv: str) -> list[str]:
         ),
         pytest.param(
             ["--format", "coco", "--holdout-models", "x"],
-            "argument --holdout-models: --holdout-models 'x': expected a number",
+            "--holdout-models 'x': expected a number",
             id="holdout-not-a-number",
         ),
         pytest.param(
             ["--format", "coco", "--holdout-models", "0"],
-            "argument --holdout-models: --holdout-models '0': must be positive",
+            "--holdout-models '0': must be positive",
             id="holdout-zero",
         ),
         pytest.param(
             ["--format", "webdataset", "--shard-size", "0"],
-            "argument --shard-size: --shard-size '0': must be positive",
+            "--shard-size '0': must be positive",
             id="shard-size-zero",
         ),
         pytest.param(
             ["--format", "coco", "--seed", "1.5"],
-            "argument --seed: invalid int value: '1.5'",
+            "--seed '1.5': expected a whole number",
             id="seed-not-int",
         ),
     ],

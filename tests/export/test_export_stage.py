@@ -13,7 +13,7 @@ import time
 import pytest
 
 from dst3d_addon import cli
-from dst3d_addon.core import export_target, export_webdataset
+from dst3d_addon.core import export_target, export_webdataset, files
 from dst3d_addon.core.dataset import ANNOTATIONS
 from dst3d_addon.core.files import read_records, write_bytes_atomic
 from dst3d_addon.core.records import load_annotations
@@ -195,8 +195,9 @@ def test_an_interrupted_export_resumes_to_the_same_files(rendered, tmp_path, mon
     assert (
         not (part / "export.json").is_file() or not json.loads((part / "export.json").read_text())["complete"]
     )
-    # What a SIGKILL mid-write leaves: a temporary file; the rerun removes it.
-    stale = part / ".instances_train.json.4242.0123456789ab.tmp"
+    # What a SIGKILL mid-write leaves: a temporary file of a process that is gone; the rerun removes it.
+    name = files.temp_name(part / "instances_train.json").name.replace(f".{os.getpid()}@", ".999999999@")
+    stale = part / name
     stale.write_bytes(b"half")
     assert cli.main([*args, "--to", str(part)], SCRIPT) == 0
     assert digest_tree(part) == digest_tree(whole)
