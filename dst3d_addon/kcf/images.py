@@ -7,21 +7,12 @@ import os
 import cv2
 import numpy as np
 
+from ..core.drawing import square
 from ..core.errors import DatasetError
 
 #: ImageNet's channel statistics (RGB), which the pretrained ResNets expect.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-def square(image: np.ndarray) -> np.ndarray:
-    """Pad an HxWx3 image with black to a centred square, so resizing keeps the object's shape."""
-    h, w = image.shape[:2]
-    if h == w:
-        return image
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    return cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=0)
 
 
 def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
