@@ -261,6 +261,7 @@ class DST3D_PT_export(_Panel, bpy.types.Panel):
             _why(layout, "No worker Python yet: Export renders the views and skips the images")
         layout.operator("dst3d.export_dataset", icon="EXPORT")
         _draw_line(layout, ("Export",))
+        layout.operator("dst3d.dataset_pictures", icon="IMAGE_DATA")
 
 
 classes = (DST3D_PT_object, DST3D_PT_camera_pose, DST3D_PT_control, DST3D_PT_generate, DST3D_PT_export)

@@ -130,11 +130,15 @@ def draw_outline(tile: Tile, mask: np.ndarray, colour=OUTLINE) -> None:
     """Draw the outline of a 0/255 mask (at the source image's size, or scaled to it) on `tile`."""
     scale = np.array([tile.width / mask.shape[1], tile.height / mask.shape[0]])
     contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # Contour points are pixel indices (centres at i + 0.5 in dst3d's coordinates); OpenCV draws at
+    # whole numbers = centres, with 4 bits of sub-pixel precision.
     polylines = [
-        np.rint(tile.to_tile((c.reshape(-1, 2) + 0.5) * scale)).astype(np.int32) for c in contours if len(c)
+        np.rint((tile.to_tile((c.reshape(-1, 2) + 0.5) * scale) - 0.5) * 16).astype(np.int32)
+        for c in contours
+        if len(c)
     ]
     if polylines:
-        cv2.polylines(tile.image, polylines, True, colour, 1, cv2.LINE_AA)
+        cv2.polylines(tile.image, polylines, True, colour, 1, cv2.LINE_AA, shift=4)
 
 
 def axes_tile(image_path: Path, record: dict, tile: int) -> np.ndarray:

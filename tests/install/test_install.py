@@ -29,6 +29,7 @@ OPERATORS = {
     "cancel_runtime_job",
     "generate_preview",
     "export_dataset",
+    "dataset_pictures",
     "cancel_generation",
     "release_worker",
 }
