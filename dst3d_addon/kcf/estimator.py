@@ -123,11 +123,23 @@ def build_backbone(name: str, pretrained: str | None) -> tuple[ResNetModel, str,
 
 
 class ImageBank:
-    """The run's images, decoded once (in threads) and cached while they fit in CACHE_BYTES."""
+    """The run's images, decoded once (in threads) and cached while they fit in CACHE_BYTES.
 
-    def __init__(self, root: Path, files: list[str], size: int, threads: int = 4) -> None:
+    With `boxes` (one [u0, v0, u1, v1] per file, or None), each image is the square crop around its
+    box (`images.load_image`), as the eval stage takes objects out of PASCAL3D+'s photographs.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        files: list[str],
+        size: int,
+        threads: int = 4,
+        boxes: list[tuple[float, float, float, float] | None] | None = None,
+    ) -> None:
         self.root = root
         self.files = files
+        self.boxes = boxes
         self.size = size
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
         self.cache: np.ndarray | None = None
@@ -139,7 +151,8 @@ class ImageBank:
         out = np.empty((len(idx), self.size, self.size, 3), dtype=np.uint8)
 
         def one(j: int) -> None:
-            out[j] = load_image(self.root / self.files[idx[j]], self.size)
+            box = self.boxes[idx[j]] if self.boxes is not None else None
+            out[j] = load_image(self.root / self.files[idx[j]], self.size, box)
 
         list(self.pool.map(one, range(len(idx))))
         return out
@@ -249,6 +262,65 @@ class Trainer:
         logp = log_softmax(logits.float(), dim=2)
         return -(self.soft[targets] * logp).sum(dim=2) - self.target_entropy
 
+    def scaler(self) -> torch.amp.GradScaler:
+        """The loss scaler: active only for float16 mixed precision (bfloat16 and float32 need none)."""
+        return torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def train_epoch(
+        self,
+        net: nn.Module,
+        opt: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        bank: ImageBank,
+        targets: torch.Tensor,
+        train_idx: np.ndarray,
+        rng: np.random.Generator,
+        on_batch: Callable[[int], None] = lambda n: None,
+    ) -> tuple[float, int, float]:
+        """One pass over `train_idx` in an order drawn from `rng` (which also draws the augmentation);
+        returns (mean loss, images trained, seconds). `targets` holds every image's bins (CPU)."""
+        s = self.settings
+        net.train()
+        order = rng.permutation(train_idx)
+        batches = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two images
+            batches[-2] = np.concatenate([batches[-2], batches.pop()])
+        start = time.perf_counter()
+        total, count = 0.0, 0
+        for b in batches:
+            pixels = self.pixels(bank.get(b), rng if s.augment else None)
+            loss = self.train_step(net, opt, scaler, pixels, targets[b].to(self.device))
+            total += loss * len(b)
+            count += len(b)
+            on_batch(len(b))
+        if self.cuda:
+            torch.cuda.synchronize()
+        return total / max(1, count), count, time.perf_counter() - start
+
+    def predict(
+        self,
+        net: nn.Module,
+        bank: ImageBank,
+        targets: torch.Tensor,
+        idx: np.ndarray,
+        on_batch: Callable[[int], None] = lambda n: None,
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Score and classify `idx` in eval mode: (per-image loss, predicted bins (N, 3), seconds)."""
+        net.eval()
+        start = time.perf_counter()
+        scores, bins = [], []
+        for i in range(0, len(idx), self.settings.batch_size):
+            b = idx[i : i + self.settings.batch_size]
+            sc, pb = self.score(net, self.pixels(bank.get(b)), targets[b].to(self.device))
+            scores.append(sc)
+            bins.append(pb)
+            on_batch(len(b))
+        return (
+            np.concatenate(scores) if scores else np.zeros(0),
+            np.concatenate(bins) if bins else np.zeros((0, 3), dtype=np.int64),
+            time.perf_counter() - start,
+        )
+
     def run_fold(
         self,
         net: PoseNet,
@@ -261,49 +333,26 @@ class Trainer:
         on_epoch: Callable[[int, float, float], None] = lambda e, loss, rate: None,
     ) -> FoldRun:
         """Train a fresh `net` on train_idx, then score test_idx with it in eval mode."""
-        s = self.settings
         opt, sched = self.optimizer(net)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        scaler = self.scaler()
         order_gen = np.random.Generator(np.random.PCG64(seed))
         all_targets = torch.from_numpy(targets.astype(np.int64))
         losses: list[float] = []
         train_seconds = 0.0
         trained = 0
-        for epoch in range(s.epochs):
-            net.train()
-            order = order_gen.permutation(train_idx)
-            batches = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
-            if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two images
-                batches[-2] = np.concatenate([batches[-2], batches.pop()])
-            start = time.perf_counter()
-            total, count = 0.0, 0
-            for b in batches:
-                pixels = self.pixels(bank.get(b), order_gen if s.augment else None)
-                loss = self.train_step(net, opt, scaler, pixels, all_targets[b].to(self.device))
-                total += loss * len(b)
-                count += len(b)
-                on_batch(len(b))
-            if self.cuda:
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
+        for epoch in range(self.settings.epochs):
+            loss, count, seconds = self.train_epoch(
+                net, opt, scaler, bank, all_targets, train_idx, order_gen, on_batch
+            )
             train_seconds += seconds
             trained += count
             sched.step()
-            losses.append(total / max(1, count))
-            on_epoch(epoch, losses[-1], count / seconds if seconds > 0 else 0.0)
-        net.eval()
-        start = time.perf_counter()
-        scores, bins = [], []
-        for i in range(0, len(test_idx), s.batch_size):
-            b = test_idx[i : i + s.batch_size]
-            sc, pb = self.score(net, self.pixels(bank.get(b)), all_targets[b].to(self.device))
-            scores.append(sc)
-            bins.append(pb)
-            on_batch(len(b))
-        score_seconds = time.perf_counter() - start
+            losses.append(loss)
+            on_epoch(epoch, loss, count / seconds if seconds > 0 else 0.0)
+        scores, bins, score_seconds = self.predict(net, bank, all_targets, test_idx, on_batch)
         return FoldRun(
-            scores=np.concatenate(scores) if scores else np.zeros(0),
-            pred_bins=np.concatenate(bins) if bins else np.zeros((0, 3), dtype=np.int64),
+            scores=scores,
+            pred_bins=bins,
             train_loss=losses,
             timing={
                 "train_seconds": train_seconds,
