@@ -7,9 +7,9 @@ from pathlib import Path
 
 import bpy
 
-from ..core.dataset import ANNOTATIONS
+from ..core.dataset import ANNOTATIONS, KIND_WORDS
 from ..core.errors import Dst3dError
-from ..core.sheet import KIND_WORDS, write_pictures
+from ..core.sheet import write_pictures
 from .control_preview import show_image
 from .wording import panel_text
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.errors import Dst3dError
+from . import eval as eval_door
 from . import export, kcf, sheet
 from .generate import add_generation_options, run_all, run_generate
 from .options import PROG, Parser, UsageError, fail, join_dash_values
@@ -55,6 +56,7 @@ def build_parser() -> Parser:
     kcf.add_parsers(stages)
     export.add_parser(stages)
     sheet.add_parser(stages)
+    eval_door.add_parser(stages)
     return parser
 
 
@@ -81,7 +83,7 @@ def main(argv: Sequence[str], script: Path | None = None) -> int:
             return run_all(args, script)
         if args.stage in kcf.STAGES:
             return kcf.STAGES[args.stage](args)
-        for door in (export, sheet):
+        for door in (export, sheet, eval_door):
             if args.stage in door.STAGES:
                 return door.STAGES[args.stage](args)
         raise UsageError(f"unknown stage {args.stage!r}")

@@ -48,71 +48,13 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         default="view",
         help="keep all images of one view (default) or one CAD model in the same fold",
     )
-    t = k.add_argument_group("training")
-    t.add_argument(
-        "--epochs",
-        type=positive_int("--epochs", most=10_000),
-        default=30,
-        help="epochs per fold (default 30)",
-    )
-    t.add_argument(
-        "--batch-size", type=positive_int("--batch-size", most=4096), default=32, help="default 32"
-    )
-    t.add_argument(
-        "--image-size",
-        type=positive_int("--image-size", most=2048),
-        default=256,
-        metavar="PX",
-        help="default 256",
-    )
-    t.add_argument("--lr", type=positive_float("--lr"), default=0.01, help="learning rate (default 0.01)")
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (default, as 3D-DST) or adamw")
-    t.add_argument(
-        "--momentum", type=finite_float("--momentum"), default=0.9, help="SGD momentum (default 0.9)"
-    )
-    t.add_argument("--weight-decay", type=finite_float("--weight-decay"), default=1e-4, help="default 1e-4")
-    t.add_argument(
-        "--backbone", choices=list(BACKBONES), default="resnet-50", help="default resnet-50 (3D-DST)"
-    )
-    t.add_argument(
-        "--pretrained",
-        default="auto",
-        metavar="ID|PATH|none",
-        help="ImageNet weights: a hub id or a local folder (default: microsoft/resnet-N for --backbone); "
-        "random initialisation, with a warning, when they cannot be had",
-    )
-    t.add_argument(
-        "--augment",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="random shifts and brightness while training (default on)",
-    )
-    t.add_argument(
-        "--label-sigma",
-        type=finite_float("--label-sigma"),
-        default=3.0,
-        metavar="BINS",
-        help="spread each label over neighbouring bins (circular Gaussian, in bins, default 3; 0 = 3D-DST's one-hot)",
-    )
-    t.add_argument(
-        "--seed", type=seed("--seed"), default=0, help="folds, initialisation and batch order derive from it"
+    add_training_options(
+        k.add_argument_group("training"),
+        seed_help="folds, initialisation and batch order derive from it",
+        epochs_help="epochs per fold (default 30)",
     )
     x = k.add_argument_group("execution")
-    x.add_argument(
-        "--device", type=device, default="auto", help="auto (CUDA when available), cpu, cuda[:N], mps"
-    )
-    x.add_argument(
-        "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
-    )
-    x.add_argument(
-        "--threads", type=positive_int("--threads", most=1024), default=None, help="CPU threads for torch"
-    )
-    x.add_argument(
-        "--python",
-        default=None,
-        metavar="PATH",
-        help="the worker Python with torch and transformers (default: $DST3D_WORKER_PYTHON or this Python)",
-    )
+    add_execution_options(x)
     x.add_argument(
         "--save-weights", action="store_true", help="keep each fold's model as kcf/fold_<i>.safetensors"
     )
@@ -167,8 +109,77 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace) -> KcfSettings:
-    """KcfSettings from the kcf stage's options (a bad combination raises the cli's UsageError)."""
+def add_training_options(t: argparse._ArgumentGroup, *, seed_help: str, epochs_help: str) -> None:
+    """The pose estimator's training options (kcf and eval train the same estimator)."""
+    t.add_argument(
+        "--epochs",
+        type=positive_int("--epochs", most=10_000),
+        default=30,
+        help=epochs_help,
+    )
+    t.add_argument(
+        "--batch-size", type=positive_int("--batch-size", most=4096), default=32, help="default 32"
+    )
+    t.add_argument(
+        "--image-size",
+        type=positive_int("--image-size", most=2048),
+        default=256,
+        metavar="PX",
+        help="default 256",
+    )
+    t.add_argument("--lr", type=positive_float("--lr"), default=0.01, help="learning rate (default 0.01)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (default, as 3D-DST) or adamw")
+    t.add_argument(
+        "--momentum", type=finite_float("--momentum"), default=0.9, help="SGD momentum (default 0.9)"
+    )
+    t.add_argument("--weight-decay", type=finite_float("--weight-decay"), default=1e-4, help="default 1e-4")
+    t.add_argument(
+        "--backbone", choices=list(BACKBONES), default="resnet-50", help="default resnet-50 (3D-DST)"
+    )
+    t.add_argument(
+        "--pretrained",
+        default="auto",
+        metavar="ID|PATH|none",
+        help="ImageNet weights: a hub id or a local folder (default: microsoft/resnet-N for --backbone); "
+        "random initialisation, with a warning, when they cannot be had",
+    )
+    t.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="random shifts and brightness while training (default on)",
+    )
+    t.add_argument(
+        "--label-sigma",
+        type=finite_float("--label-sigma"),
+        default=3.0,
+        metavar="BINS",
+        help="spread each label over neighbouring bins (circular Gaussian, in bins, default 3; 0 = 3D-DST's one-hot)",
+    )
+    t.add_argument("--seed", type=seed("--seed"), default=0, help=seed_help)
+
+
+def add_execution_options(x: argparse._ArgumentGroup) -> None:
+    """Where the estimator's worker runs: device, mixed precision, threads, the worker Python."""
+    x.add_argument(
+        "--device", type=device, default="auto", help="auto (CUDA when available), cpu, cuda[:N], mps"
+    )
+    x.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
+    )
+    x.add_argument(
+        "--threads", type=positive_int("--threads", most=1024), default=None, help="CPU threads for torch"
+    )
+    x.add_argument(
+        "--python",
+        default=None,
+        metavar="PATH",
+        help="the worker Python with torch and transformers (default: $DST3D_WORKER_PYTHON or this Python)",
+    )
+
+
+def training_from_args(args: argparse.Namespace, **fields: object) -> KcfSettings:
+    """KcfSettings from the training options, and `fields` (a bad value raises the cli's UsageError)."""
     pretrained = args.pretrained
     if pretrained == "auto":
         pretrained = default_pretrained(args.backbone)
@@ -178,8 +189,6 @@ def settings_from_args(args: argparse.Namespace) -> KcfSettings:
         raise UsageError(f"--pretrained {pretrained}: no such file or folder")
     try:
         return KcfSettings(
-            folds=args.folds,
-            images=args.images,
             epochs=args.epochs,
             batch_size=args.batch_size,
             image_size=args.image_size,
@@ -189,14 +198,20 @@ def settings_from_args(args: argparse.Namespace) -> KcfSettings:
             weight_decay=args.weight_decay,
             backbone=args.backbone,
             pretrained=pretrained,
-            group_by=args.group_by,
             seed=args.seed,
-            classes=tuple(args.classes),
             augment=args.augment,
             label_sigma=args.label_sigma,
+            **fields,  # type: ignore[arg-type]
         )
     except ValueError as err:
         raise UsageError(cli_text(err)) from None
+
+
+def settings_from_args(args: argparse.Namespace) -> KcfSettings:
+    """KcfSettings from the kcf stage's options (a bad combination raises the cli's UsageError)."""
+    return training_from_args(
+        args, folds=args.folds, images=args.images, group_by=args.group_by, classes=tuple(args.classes)
+    )
 
 
 class _Lines:

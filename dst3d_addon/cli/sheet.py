@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..core.sheet import KIND_WORDS, PICTURE_KINDS, SheetSettings, write_pictures
+from ..core.dataset import KIND_WORDS
+from ..core.sheet import PICTURE_KINDS, SheetSettings, write_pictures
 from .options import UsageError, cli_text, positive_int, say
 
 

@@ -30,6 +30,8 @@ GENERATIONS = "generations.jsonl"
 #: The kinds of image a view has: generated images, shaded renders, control images (what the kcf
 #: and export stages take with --images, and the filter records as the kind it judged).
 IMAGE_KINDS = ("generated", "renders", "control")
+#: How messages and pictures name each kind of image ("12 renders", "3 generated images").
+KIND_WORDS = {"generated": "generated images", "renders": "renders", "control": "control images"}
 #: The settings that messages name: the dataset folder and the flag that allows mixed settings.
 OUT = setting("out")
 ALLOW_MIXED = setting("allow_mixed")

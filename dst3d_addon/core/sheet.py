@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .dataset import ANNOTATIONS, GENERATIONS, IMAGE_KINDS
+from .dataset import ANNOTATIONS, GENERATIONS, IMAGE_KINDS, KIND_WORDS
 from .drawing import DARK, GREY, WHITE, Tile, draw_axes, draw_outline, read_colour, stack, text, title_bar
 from .drawing import viewpoint_panel as _viewpoint_panel
 from .errors import DatasetError, SettingError, setting
@@ -38,8 +38,6 @@ VIEWPOINTS = "viewpoints.png"
 #: What the sheet shows beside each control image; `auto` takes generated images when the dataset has
 #: them, else the renders, else the control images alone.
 PICTURE_KINDS = ("auto", *IMAGE_KINDS)
-#: How the pictures name each kind of image.
-KIND_WORDS = {"generated": "generated images", "renders": "renders", "control": "control images"}
 #: The viewpoint picture's width in pixels.
 VIEWPOINTS_WIDTH = 900
 _CAPTION = 36

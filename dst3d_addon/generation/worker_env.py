@@ -27,6 +27,8 @@ WORKER_PYTHON_ENV = "DST3D_WORKER_PYTHON"
 WORKER_MODULES: dict[str, tuple[str, ...]] = {
     "generation": ("torch", "diffusers", "transformers", "safetensors"),
     "kcf": ("numpy", "cv2", "torch", "transformers"),
+    # The eval worker is KCF's estimator plus its checkpoints (safetensors).
+    "eval": ("numpy", "cv2", "torch", "transformers", "safetensors"),
 }
 #: Imported only for some jobs: peft loads LoRA weights (the `fast` preset's LCM-LoRA).
 OPTIONAL_MODULES: tuple[str, ...] = ("peft",)
@@ -45,7 +47,15 @@ PIP_PACKAGES: dict[str, str] = {
 #: What a usable worker Python must import: both kinds' modules, and accelerate (diffusers'
 #: low-memory loading).
 RUNTIME_MODULES: tuple[str, ...] = tuple(
-    dict.fromkeys(("torch", *WORKER_MODULES["generation"], *WORKER_MODULES["kcf"], "accelerate"))
+    dict.fromkeys(
+        (
+            "torch",
+            *WORKER_MODULES["generation"],
+            *WORKER_MODULES["kcf"],
+            *WORKER_MODULES["eval"],
+            "accelerate",
+        )
+    )
 )
 #: What the managed environment installs after torch.
 WORKER_PACKAGES: tuple[str, ...] = tuple(spec for module, spec in PIP_PACKAGES.items() if module != "torch")
