@@ -139,10 +139,8 @@ def cell(root: Path, sample: Sample, kind: str, tile: int) -> np.ndarray:
     _cls, model, view = ann["id"].split("/")
     name = f"{ann['class']['name']} {model} {view}" + ("" if sample.k is None else f" #{sample.k}")
     pose = ann["pose"]
-    angles = (
-        f"a {math.degrees(pose['azimuth']) % 360:.0f}  e {math.degrees(pose['elevation']):.0f}  "
-        f"t {math.degrees(pose['theta']):.0f} deg"
-    )
+    a, e, t = (round(math.degrees(pose[k])) for k in ("azimuth", "elevation", "theta"))
+    angles = f"a {a % 360}  e {e}  t {t} deg"
     text(img, _fit(name, width - 8, 0.4), (4, tile + 14), 0.4, WHITE)
     text(img, _fit(angles, width - 8, 0.4), (4, tile + 30), 0.4, GREY)
     return img
