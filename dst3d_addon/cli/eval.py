@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..core.dataset import IMAGE_KINDS
+from ..core.packages import MissingPackage
 from ..core.progress import Progress, format_duration
 from ..eval.run import EvalOptions, EvalRun, default_to, load_results, plan_eval
 from ..eval.settings import EvalSettings, check_init, open_source
@@ -146,7 +147,11 @@ def run_eval(args: argparse.Namespace) -> int:
         threads=args.threads,
         amp=args.amp,
     )
-    plan = plan_eval(settings, to)
+    try:
+        plan = plan_eval(settings, to)
+    except MissingPackage as err:  # scipy, for a PASCAL3D+ folder's .mat files
+        fail(err)
+        return 1
     for side in (plan.train, plan.test):
         if side.left_out:
             why = ", ".join(f"{n} {reason}" for reason, n in sorted(side.left_out.items()))
@@ -164,6 +169,8 @@ def run_eval(args: argparse.Namespace) -> int:
     start = time.monotonic()
     if plan.finished:
         content, results, picture = load_results(plan)
+    elif plan.predicted:  # stopped between the worker's last file and the results
+        content, results, picture = EvalRun(plan, options).finish()
     else:
         run = EvalRun(plan, options)
         progress = Progress(plan.passes, "image passes", enabled=not args.quiet)

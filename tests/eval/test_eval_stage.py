@@ -16,6 +16,7 @@ from dst3d_addon import cli
 from dst3d_addon.core.weights import read_header
 from dst3d_addon.eval.results import CHECKPOINT, CONFUSION, MODEL, PREDICTIONS, RESULTS
 from tests.batch_script import SCRIPT, kill_group, run_batch, start_batch, survivors
+from tests.eval.eval_helpers import pascal3d
 from tests.export.export_helpers import digest_tree
 
 QUICK = [
@@ -58,6 +59,13 @@ def test_eval_trains_tests_and_reports_per_class(sources, sources_digest, tmp_pa
     proc = run_batch("eval", "--train", train, "--test", test, "--test-images", "renders", *QUICK, "--to", to)
     assert proc.returncode == 0 and "already done" in proc.stderr.splitlines()[0]
     assert (to / RESULTS).read_bytes() == before
+    # Stopped after the predictions: the results are made from them, with no worker (it would fail).
+    (to / RESULTS).unlink()
+    (to / CONFUSION).unlink()
+    args = ["--test-images", "renders", *QUICK, "--to", to, "--python", "/bin/false"]
+    proc = run_batch("eval", "--train", train, "--test", test, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((to / RESULTS).read_text()) == json.loads(before) and (to / CONFUSION).is_file()
 
     # The same test set exported in PASCAL3D+'s layout tests the same (same crops, same labels).
     p3d = tmp_path / "p3d"
@@ -189,3 +197,17 @@ def test_a_worker_python_without_torch_is_one_line(sources, tmp_path):
     assert (
         lines[-1].startswith("dst3d: error: --python ") and "cannot import torch (no torch here)" in lines[-1]
     )
+
+
+def test_a_pascal3d_source_without_scipy_is_one_line_naming_it(tmp_path):
+    train, test = pascal3d(tmp_path / "tr", split="train"), pascal3d(tmp_path / "te", names=("c", "d"))
+    blocker = tmp_path / "blocker"
+    (blocker / "scipy").mkdir(parents=True)
+    (blocker / "scipy" / "__init__.py").write_text("raise ImportError('no scipy here')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    proc = run_batch("eval", "--train", train, "--test", test, "--to", tmp_path / "ev", env=env)
+    message = one_error(proc, code=1)
+    assert message.startswith(
+        "reading PASCAL3D+ annotations needs the Python package scipy, which this Python ("
+    )
+    assert not (tmp_path / "ev").exists()
