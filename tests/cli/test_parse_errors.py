@@ -13,9 +13,11 @@ import dst3d_addon
 from dst3d_addon import cli
 from tests.cli.cli_helpers import SCRIPT, error, invalid_choice, usage
 
-STAGES = ("render", "generate", "run", "kcf", "filter", "report", "export")
-#: The one option every stage requires; parsing fails before anything looks at the folder.
+STAGES = ("render", "generate", "run", "kcf", "filter", "report", "export", "sheet", "eval")
+#: The one option every stage but eval requires; parsing fails before anything looks at the folder.
 OUT = ("--out", "o")
+#: What eval requires instead: its two sources.
+SOURCES = ("--train", "t", "--test", "u")
 #: The other options a stage requires.
 REQUIRED = {"filter": ["--keep-fraction", "0.5"], "export": ["--format", "coco", "--to", "t"]}
 
@@ -278,7 +280,7 @@ def test_filter_needs_a_rule(run_cli):
 
 @pytest.mark.parametrize(
     "argv",
-    [pytest.param([stage], id=stage) for stage in STAGES if stage not in REQUIRED]
+    [pytest.param([stage], id=stage) for stage in STAGES if stage not in REQUIRED and stage != "eval"]
     + [pytest.param([stage, *REQUIRED[stage]], id=f"{stage}-with-the-rest") for stage in REQUIRED],
 )
 def test_every_stage_needs_out(run_cli, argv):
@@ -307,7 +309,7 @@ def test_an_unknown_stage_lists_the_stages(run_cli, argv, taken):
 @pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize("extra", [["--bogus"], ["--bogus", "1"], ["stray"]])
 def test_an_unknown_option_is_named(run_cli, stage, extra):
-    code, lines = run_cli(stage, *OUT, *REQUIRED.get(stage, []), *extra)
+    code, lines = run_cli(stage, *(SOURCES if stage == "eval" else OUT), *REQUIRED.get(stage, []), *extra)
     assert code == 2
     assert lines == [usage(stage, f"unrecognized arguments: {' '.join(extra)}")]
 
