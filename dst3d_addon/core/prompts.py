@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 from .errors import Dst3dError, setting
 from .seeds import derive_seed
+from .synsets import display_name
 
 #: The settings prompt messages name.
 PROMPT = setting("prompt")
@@ -92,8 +93,11 @@ def class_phrase(class_name: str) -> str:
 
 
 def render_template(template: str, class_name: str, synset: str | None = None, what: str = PROMPT) -> str:
-    """The template with `{class}` and `{synset}` filled in (`{synset}` is empty when unknown)."""
-    values = {"class": class_phrase(class_name), "synset": synset or ""}
+    """The template with `{class}` and `{synset}` filled in (`{synset}` is empty when unknown).
+
+    `{class}` is the class's readable name (`synsets.display_name`): a class recorded only by its
+    synset id reads as that synset's name ("n02690373" -> "airliner")."""
+    values = {"class": class_phrase(display_name(class_name, synset)), "synset": synset or ""}
     return "".join(values[text] if is_field else text for is_field, text in _parse(template, what))
 
 
