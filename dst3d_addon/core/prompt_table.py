@@ -48,8 +48,9 @@ class PromptGroup:
     """The prompts of a class (`model` None) or of one model of a class, and where they came from.
 
     `prompts` are templates like captions (`{class}` and `{synset}` are filled in per image; a
-    writer's prompts name the object in plain words). `sources` says per prompt where it came from;
-    `negative_prompt` None uses the run's. `settings` is what made the group (a writer's settings: a
+    writer's prompts name the object in plain words), and `suffix` is appended to each when an
+    image gets it (a writer's ", best quality, extremely detailed"). `sources` says per prompt
+    where it came from; `negative_prompt` None uses the run's. `settings` is what made the group (a writer's settings: a
     rerun with the same ones skips it); `stats`, `dropped` and `asked` are the writer's figures.
     """
 
@@ -58,6 +59,7 @@ class PromptGroup:
     prompts: tuple[str, ...]
     sources: tuple[str, ...]
     negative_prompt: str | None = None
+    suffix: str = ""
     name: str | None = None
     synset: str | None = None
     writer: str = ""
@@ -81,6 +83,7 @@ class PromptGroup:
             "writer": self.writer,
             "keywords": list(self.keywords),
             "negative_prompt": self.negative_prompt,
+            "suffix": self.suffix,
             "prompts": [{"text": t, "source": s} for t, s in zip(self.prompts, self.sources, strict=True)],
             "stats": None if self.stats is None else dict(self.stats),
             "dropped": dict(self.dropped),
@@ -123,6 +126,13 @@ class PromptGroup:
                 check_template(negative, "negative_prompt")
             except PromptError as err:
                 raise DatasetError(f"{where}: {err.text}") from None
+        suffix = record.get("suffix") or ""
+        if not isinstance(suffix, str):
+            raise bad("suffix", f"must be text, got {suffix!r}")
+        try:
+            check_template(suffix, "suffix")
+        except PromptError as err:
+            raise DatasetError(f"{where}: {err.text}") from None
         keywords = record.get("keywords") or []
         dropped = record.get("dropped") or {}
         settings = record.get("settings") or {}
@@ -140,6 +150,7 @@ class PromptGroup:
             prompts=tuple(texts),
             sources=tuple(sources),
             negative_prompt=negative,
+            suffix=suffix,
             name=record.get("name") if isinstance(record.get("name"), str) else None,
             synset=record.get("synset") if isinstance(record.get("synset"), str) else None,
             writer=str(record.get("writer") or ""),

@@ -28,8 +28,10 @@ from .synsets import display_name
 PROMPT = setting("prompt")
 NEGATIVE_PROMPT = setting("negative_prompt")
 
-#: 3D-DST's prompt and negative prompt.
+#: 3D-DST's prompt and negative prompt, and what its prompt adds after the object (the suffix the
+#: prompt writers append by default).
 PAPER_PROMPT = "An image of {class}, best quality, extremely detailed"
+PAPER_SUFFIX = ", best quality, extremely detailed"
 PAPER_NEGATIVE = (
     "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer digits, cropped, "
     "worst quality, low quality"
@@ -335,9 +337,11 @@ def load_captions(path: str | os.PathLike, what: str = setting("captions")) -> C
 
 
 class PromptGroupLike(Protocol):
-    """A group of a dataset's prompt table (prompt_table.PromptGroup)."""
+    """A group of a dataset's prompt table (prompt_table.PromptGroup): its prompts, the suffix
+    appended to each, its own negative prompt (None: the run's)."""
 
     prompts: tuple[str, ...]
+    suffix: str
     negative_prompt: str | None
 
 
@@ -399,7 +403,7 @@ class PromptSource:
         """The prompts (templates) one image of this class (and model) may get: its table group's,
         then its captions (each once), else the template."""
         group = self._group(class_name, synset, model)
-        found = tuple(group.prompts) if group is not None else ()
+        found = tuple(p + group.suffix for p in group.prompts) if group is not None else ()
         if self.captions is not None:
             found += tuple(c for c in self.captions.lookup(class_name, synset) if c not in found)
         return found or (self.template,)

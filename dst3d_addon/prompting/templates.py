@@ -307,8 +307,9 @@ class TemplateWriter:
         return tidy(", ".join([text, *tail]))
 
     def write(self, target: Target, n: int, max_tries: int | None = None) -> Written:
-        """N prompts for the group (each with the suffix appended), or as many as the cap
-        (`max_tries` compositions, default 50 per prompt) allows."""
+        """N prompts for the group, or as many as the cap (`max_tries` compositions, default 50 per
+        prompt) allows. The suffix is not part of them (the group records it); it counts towards
+        the token limit."""
         check = PromptFilter(target.synonyms, self.suffix)
         cap = max_tries if max_tries is not None else max(100, 50 * n)
         sources: list[str] = []
@@ -317,4 +318,4 @@ class TemplateWriter:
             if check.offer(self.compose(target, k)):
                 sources.append(f"{self.name}:k={k}")
             k += 1
-        return Written([t + self.suffix for t in check.kept], sources, dict(check.dropped), k)
+        return Written(list(check.kept), sources, dict(check.dropped), k)

@@ -74,14 +74,19 @@ def test_each_image_draws_from_its_model_then_its_class(tmp_path):
         tmp_path,
         [
             group(prompts=("class prompt 0", "class prompt 1")),
-            group(model="special", prompts=("only {class} here",), negative="no {class} twice"),
+            group(
+                model="special", prompts=("only {class} here",), negative="no {class} twice", suffix=", sharp"
+            ),
         ],
     )
     table = load_prompt_table(tmp_path)
     assert table.sha256 == hashlib.sha256((tmp_path / PROMPTS_FILE).read_bytes()).hexdigest()
     source = PromptSource().with_table(table)
     assert source.table_digest == table.sha256
-    assert source.choose(1, "airliner", "n02690373", "special") == ("only airliner here", "no airliner twice")
+    assert source.choose(1, "airliner", "n02690373", "special") == (
+        "only airliner here, sharp",
+        "no airliner twice",
+    )
     for seed in range(5):
         prompt, negative = source.choose(seed, "airliner", "n02690373", "other")
         assert prompt == f"class prompt {derive_seed(seed, 'prompt') % 2}" and negative == PAPER_NEGATIVE
