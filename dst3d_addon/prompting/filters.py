@@ -31,6 +31,7 @@ REASONS = {
     "text": "asks for text in the image",
     "too_long": "over 77 CLIP tokens with the suffix",
     "duplicate": "a duplicate (exact or near)",
+    "empty_answer": "an LLM answer with no prompt in it",
 }
 
 _MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|\d{1,3}\s*-|[-*+•·–—]|#\d+[.:]?)\s*")
