@@ -49,6 +49,8 @@ def installed(tmp_path_factory) -> Path:
     assert "dst3d_addon/generation/configs/sd15/unet/config.json" in names
     assert "dst3d_addon/core/resources/synset_names.tsv" in names
     assert "dst3d_addon/core/resources/LICENSE-WordNet-3.0" in names
+    assert "dst3d_addon/prompting/resources/template_words.txt" in names
+    assert "dst3d_addon/prompting/resources/llm_template.txt" in names
     assert not any(n.startswith(("tests/", "tools/")) or n == "__init__.py" for n in names)
     install = run(
         sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel), cwd=work
