@@ -110,9 +110,16 @@ def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 
 
 def make_answer(
-    model: Any, tokenizer: Any, *, max_new_tokens: int, temperature: float, top_p: float
+    model: Any,
+    tokenizer: Any,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    counts: dict[str, int] | None = None,
 ) -> Callable[[list[dict[str, str]], list[int]], list[str]]:
-    """The writer's `answer(messages, seeds)` for this model: one sampled answer per seed, in one batch."""
+    """The writer's `answer(messages, seeds)` for this model: one sampled answer per seed, in one
+    batch. `counts`, when given, adds up the answers and the tokens generated (for benchmarks)."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     device = next(model.parameters()).device
@@ -135,7 +142,11 @@ def make_answer(
                 generation_config=config,
                 logits_processor=LogitsProcessorList([SeededSampler(seeds, temperature, top_p)]),
             )
-        return [tokenizer.decode(row[ids.shape[1] :], skip_special_tokens=True) for row in out]
+        new = out[:, ids.shape[1] :]
+        if counts is not None:
+            counts["answers"] = counts.get("answers", 0) + len(seeds)
+            counts["tokens"] = counts.get("tokens", 0) + int((new != tokenizer.pad_token_id).sum())
+        return [tokenizer.decode(row, skip_special_tokens=True) for row in new]
 
     return answer
 
