@@ -1,6 +1,6 @@
 """The house's layering, read from the code: no import circle, arrows pointing down only, and torch,
-diffusers and transformers imported only on the torch side (generation/worker/, KCF's estimator
-and worker). Lazy imports inside functions count as imports."""
+diffusers and transformers imported only on the torch side (generation/worker/, prompting/worker/,
+KCF's estimator and worker). Lazy imports inside functions count as imports."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dst3d_addon"
 #: The modules allowed to import torch, diffusers and transformers.
-TORCH_SIDE = ("dst3d_addon.generation.worker", "dst3d_addon.kcf.estimator", "dst3d_addon.kcf.worker")
+TORCH_SIDE = (
+    "dst3d_addon.generation.worker",
+    "dst3d_addon.kcf.estimator",
+    "dst3d_addon.kcf.worker",
+    "dst3d_addon.prompting.worker",  # the LLM prompt writer, run only in its worker process
+)
 
 
 def module_name(path: Path) -> str:

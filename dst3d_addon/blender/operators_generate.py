@@ -68,8 +68,8 @@ def _timer() -> float | None:
     return TIMER_INTERVAL_S
 
 
-class _GenerationOperator:
-    """The modal shell around a generation job (one at a time, in `SESSION`)."""
+class JobOperator:
+    """The modal shell around a worker job (preview, export, LLM prompts: one at a time, in `SESSION`)."""
 
     wait: BoolProperty(
         name="Wait",
@@ -152,7 +152,7 @@ class _GenerationOperator:
         return {"CANCELLED"} if failed else {"FINISHED"}
 
 
-class DST3D_OT_generate_preview(_GenerationOperator, bpy.types.Operator):
+class DST3D_OT_generate_preview(JobOperator, bpy.types.Operator):
     """Generate an image for the current camera in the worker; it becomes the camera's background image"""
 
     bl_idname = "dst3d.generate_preview"
@@ -165,7 +165,7 @@ class DST3D_OT_generate_preview(_GenerationOperator, bpy.types.Operator):
         return make_preview_job(context, SESSION)
 
 
-class DST3D_OT_export_dataset(_GenerationOperator, bpy.types.Operator):
+class DST3D_OT_export_dataset(JobOperator, bpy.types.Operator):
     """Render the selected models' views into the dataset folder, then generate their images in the worker"""
 
     bl_idname = "dst3d.export_dataset"

@@ -14,6 +14,7 @@ from bpy.props import EnumProperty, StringProperty
 from ..core.generation_settings import DTYPES, PIPELINE_PRESETS
 from ..generation.runtime_setup import RuntimeSetupError, env_python
 from ..generation.worker_env import DEVICES
+from ..prompting.llm_source import DEFAULT_LLM, TINY_LLM
 from .wording import panel_text
 
 #: The extension's top package: this module is <top>.dst3d_addon.blender.preferences.
@@ -106,6 +107,12 @@ class DST3D_AddonPreferences(bpy.types.AddonPreferences):
         items=[(name, name if name != "auto" else "Auto", text) for name, text in DTYPES.items()],
         default="auto",
     )
+    llm_model: StringProperty(
+        name="Prompt LLM",
+        default=DEFAULT_LLM,
+        description=f"The language model Write Prompts (LLM) runs in the worker: a hub id, a local folder, "
+        f"or '{TINY_LLM}' (random weights, for tests)",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -139,6 +146,7 @@ class DST3D_AddonPreferences(bpy.types.AddonPreferences):
         row = box.row()
         row.prop(self, "device")
         row.prop(self, "precision")
+        box.prop(self, "llm_model")
 
 
 def get_preferences(context: bpy.types.Context | None = None) -> DST3D_AddonPreferences:

@@ -29,6 +29,7 @@ from .control_preview import image_array, render_control, show_image
 from .generate_session import WorkerSession, worker_config
 from .model import target_object
 from .preferences import get_preferences, model_choice
+from .prompts_job import object_prompts
 from .properties import generation_settings
 
 PREVIEW_IMAGE_NAME = "DST3D Preview"
@@ -257,7 +258,9 @@ def make_preview_job(context: bpy.types.Context, session: WorkerSession) -> Prev
     prefs = get_preferences(context)
     pipeline, controlnet = model_choice(prefs)
     settings = generation_settings(scene, obj, pipeline, controlnet, prefs.precision)
-    prompts = PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
+    prompts = object_prompts(
+        obj, PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
+    )
     edges = render_control(scene, obj, camera, scene.dst3d.edges)
     height, width = edges.shape[:2]
     width, height = settings.width or width, settings.height or height

@@ -6,6 +6,7 @@ import bpy
 from . import (
     operators_generate,
     operators_model,
+    operators_prompts,
     operators_runtime,
     operators_view,
     panels,
@@ -20,6 +21,7 @@ classes: tuple[type, ...] = (
     *operators_view.classes,
     *operators_runtime.classes,
     *operators_generate.classes,
+    *operators_prompts.classes,
     *panels.classes,
 )
 

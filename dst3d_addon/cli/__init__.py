@@ -2,7 +2,7 @@
 
 `tools/dst3d_batch.py` (also under `blender -b -P`) and the `dst3d` command call `main`. Each
 stage's options and door live in a module of their own: `render.py` (and its process pool,
-`render_pool.py`), `generate.py` (generate and run), `kcf.py` (kcf, filter, report), `export.py`; the option
+`render_pool.py`), `generate.py` (generate and run), `kcf.py` (kcf, filter, report), `prompts.py`, `export.py`; the option
 types and the batch script's words for settings are in `options.py`. Nothing here renders,
 trains or generates: the doors parse, call the stage's run, and print one line per outcome.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.errors import Dst3dError
-from . import export, kcf
+from . import export, kcf, prompts
 from .generate import add_generation_options, run_all, run_generate
 from .options import PROG, Parser, UsageError, fail, join_dash_values
 from .render import add_render_options, run_render, run_worker
@@ -52,6 +52,7 @@ def build_parser() -> Parser:
     add_render_options(run)
     add_generation_options(run, common=False)
     kcf.add_parsers(stages)
+    prompts.add_parser(stages)
     export.add_parser(stages)
     return parser
 
@@ -81,6 +82,8 @@ def main(argv: Sequence[str], script: Path | None = None) -> int:
             return kcf.STAGES[args.stage](args)
         if args.stage in export.STAGES:
             return export.STAGES[args.stage](args)
+        if args.stage in prompts.STAGES:
+            return prompts.run_prompts(args)
         raise UsageError(f"unknown stage {args.stage!r}")
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0

@@ -13,7 +13,7 @@ import dst3d_addon
 from dst3d_addon import cli
 from tests.cli.cli_helpers import SCRIPT, error, invalid_choice, usage
 
-STAGES = ("render", "generate", "run", "kcf", "filter", "report", "export")
+STAGES = ("render", "generate", "run", "kcf", "filter", "report", "prompts", "export")
 #: The one option every stage requires; parsing fails before anything looks at the folder.
 OUT = ("--out", "o")
 #: The other options a stage requires.

@@ -29,6 +29,10 @@ OPERATORS = {
     "cancel_runtime_job",
     "generate_preview",
     "export_dataset",
+    "prompt_add",
+    "prompt_remove",
+    "roll_prompt",
+    "write_prompts",
     "cancel_generation",
     "release_worker",
 }
