@@ -1,5 +1,5 @@
 """The house's layering, read from the code: no import circle, arrows pointing down only, and torch,
-diffusers and transformers imported only on the torch side (generation/worker/, prompting/worker/,
+diffusers and transformers imported only on the torch side (generation/worker/, which holds the LLM prompt writer's llm/
 KCF's estimator and worker). Lazy imports inside functions count as imports."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ TORCH_SIDE = (
     "dst3d_addon.generation.worker",
     "dst3d_addon.kcf.estimator",
     "dst3d_addon.kcf.worker",
-    "dst3d_addon.prompting.worker",  # the LLM prompt writer, run only in its worker process
 )
 
 

@@ -96,7 +96,7 @@ def random_qwen(device, dtype):
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from dst3d_addon.prompting.worker.tiny import tiny_llm_path
+    from dst3d_addon.generation.worker.llm.tiny import tiny_llm_path
 
     config = Qwen2Config(
         vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
@@ -114,9 +114,9 @@ def bench_llm(classes: list[str], n: int, args: argparse.Namespace) -> None:
     import torch
 
     from dst3d_addon.generation.worker.devices import resolve_device
+    from dst3d_addon.generation.worker.llm.model import load_llm, make_answer, quiet_transformers
     from dst3d_addon.prompting.llm_template import load_llm_template
     from dst3d_addon.prompting.llm_writer import LlmSettings, LlmWriter
-    from dst3d_addon.prompting.worker.model import load_llm, make_answer, quiet_transformers
 
     quiet_transformers()
     device = resolve_device(args.device)

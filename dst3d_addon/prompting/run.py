@@ -1,6 +1,6 @@
 """The LLM prompt writer's run, without torch: start its worker, turn its messages into groups.
 
-`LlmRun` writes the job file, starts `python -m dst3d_addon.prompting.worker` in the worker Python
+`LlmRun` writes the job file, starts `python -m dst3d_addon.generation.worker.llm` in the worker Python
 over the worker pipe (`core/worker_pipe.py`), and hands each finished group to `on_group` as it
 arrives. `poll()` never blocks for long (Blender drives it from a timer); `run()` blocks (the batch
 script). A worker without torch or transformers, a model that is missing or no causal LM, or a
@@ -24,7 +24,7 @@ from .llm_writer import LlmSettings
 from .targets import PromptTarget
 from .templates import Written
 
-WORKER_MODULE = "dst3d_addon.prompting.worker"
+WORKER_MODULE = "dst3d_addon.generation.worker.llm"
 #: The pip packages the LLM writer's worker needs.
 LLM_PACKAGES = ("torch", "transformers", "safetensors")
 

@@ -44,7 +44,7 @@ def test_the_tiny_model_answers_by_seed_alone_or_in_a_batch(env, monkeypatch):
     monkeypatch.setenv("DST3D_CACHE", env["DST3D_CACHE"])
     import torch
 
-    from dst3d_addon.prompting.worker.model import load_llm, make_answer
+    from dst3d_addon.generation.worker.llm.model import load_llm, make_answer
 
     model, tokenizer, description = load_llm("tiny", torch.device("cpu"), torch.float32, None, print)
     assert description.startswith("tiny (LlamaForCausalLM")

@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from ...core.files import build_folder_atomically
-from ...generation.worker_env import dst3d_cache_dir
+from ....core.files import build_folder_atomically
+from ...worker_env import dst3d_cache_dir
 
 TINY_LLM_VERSION = 1
 TINY_LLM_FOLDER = f"tiny-llm-v{TINY_LLM_VERSION}"

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from ...core.errors import setting
-from ...generation.errors import BadInput
-from ...generation.hub import from_hub, one_line
-from ..llm_source import DEFAULT_LLM, TINY_LLM, is_local
+from ....core.errors import setting
+from ....prompting.llm_source import DEFAULT_LLM, TINY_LLM, is_local
+from ...errors import BadInput
+from ...hub import from_hub, one_line
 from .tiny import tiny_llm_path
 
 Progress = Callable[[str], None]

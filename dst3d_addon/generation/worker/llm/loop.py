@@ -1,4 +1,4 @@
-"""The LLM prompt writer's worker process: `python -m dst3d_addon.prompting.worker JOB.json`.
+"""The LLM prompt writer's worker process: `python -m dst3d_addon.generation.worker.llm JOB.json`.
 
 The prompts stage's run (`prompting/run.py`, no torch) writes the job file and starts this in the
 worker Python (GPU when there is one, CPU otherwise; never Blender's process). It loads the model
@@ -23,9 +23,9 @@ import time
 import traceback
 from pathlib import Path
 
-from ...core.errors import Dst3dError, SettingError
-from ...core.worker_pipe import Channel
-from ...generation.errors import GenerationError
+from ....core.errors import Dst3dError, SettingError
+from ....core.worker_pipe import Channel
+from ...errors import GenerationError
 
 #: What the worker imports (checked first, so a missing one is one clear line).
 MODULES = ("torch", "transformers", "safetensors")
@@ -35,10 +35,10 @@ def run(job: dict, channel: Channel) -> int:
     """Write every group of `job`; returns the exit code."""
     import torch
 
-    from ...generation.worker.devices import resolve_device
-    from ..llm_template import LlmTemplate
-    from ..llm_writer import LlmSettings, LlmWriter, write_all
-    from ..targets import PromptTarget
+    from ....prompting.llm_template import LlmTemplate
+    from ....prompting.llm_writer import LlmSettings, LlmWriter, write_all
+    from ....prompting.targets import PromptTarget
+    from ..devices import resolve_device
     from .model import load_llm, make_answer, quiet_transformers
 
     quiet_transformers()
