@@ -1,6 +1,6 @@
 """The house's layering, read from the code: no import circle, arrows pointing down only, and torch,
-diffusers and transformers imported only on the torch side (generation/worker/, which holds the LLM prompt writer's llm/
-KCF's estimator and worker). Lazy imports inside functions count as imports."""
+diffusers and transformers imported only on the torch side (generation/worker/, which also holds the
+LLM prompt writer's llm/, and KCF's estimator and worker). Lazy imports inside functions count."""
 
 from __future__ import annotations
 
