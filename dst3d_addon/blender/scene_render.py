@@ -202,7 +202,14 @@ class SceneRenderer:
         cycles.samples = samples
         cycles.use_adaptive_sampling = True
         cycles.use_denoising = denoise
-        cycles.denoiser = "OPENIMAGEDENOISE"
+        if denoise:
+            denoisers = {item.identifier for item in cycles.bl_rna.properties["denoiser"].enum_items}
+            if "OPENIMAGEDENOISE" not in denoisers:
+                raise SceneRenderError(
+                    f"Blender {bpy.app.version_string} was built without OpenImageDenoise, which the "
+                    "shaded render (3D-DST's recipe) denoises with: use a Blender that has it"
+                )
+            cycles.denoiser = "OPENIMAGEDENOISE"
         cycles.diffuse_bounces = 1
         cycles.glossy_bounces = 1
         cycles.transparent_max_bounces = 3
