@@ -92,7 +92,8 @@ def serve(stdin: BinaryIO, channel: Channel) -> int:
                 record = render_view(out, settings, job, int(view), loaded.mesh, loaded.render)
                 channel.send({"type": "view", "record": record})
         except Dst3dError as exc:
-            channel.send({"type": "model_error", "model_id": job.model_id, "error": str(exc)})
+            error = str(exc) if job.cad_path in str(exc) else f"{job.cad_path}: {exc}"
+            channel.send({"type": "model_error", "model_id": job.model_id, "error": error})
         except Exception as exc:  # report, log the traceback, and go on with the next task
             traceback.print_exc(file=sys.stderr)
             error = f"{job.cad_path}: rendering failed: {type(exc).__name__}: {exc}".splitlines()[0]
