@@ -59,6 +59,15 @@ def _model_key(job: ModelJob) -> tuple:
 
 def serve(stdin: BinaryIO, channel: Channel) -> int:
     """Run tasks until told to exit or stdin closes; returns the process exit code."""
+    # The worker's log says which Blender and numpy rendered (a binary or the bpy module).
+    import numpy
+
+    kind = "bpy module" if bpy.app.binary_path in ("", sys.executable) else bpy.app.binary_path
+    print(
+        f"dst3d render worker: Blender {bpy.app.version_string} ({kind}), numpy {numpy.__version__}",
+        file=sys.stderr,
+        flush=True,
+    )
     settings: RenderSettings | None = None
     out = Path(".")
     threads: int | None = None
