@@ -1,7 +1,7 @@
 """Run pytest inside a Blender binary, so that in-process tests meet a real Blender, not the module:
 
     PYTHONPATH=DIR blender -b --factory-startup -noaudio --python-use-system-env \
-        -P tests/in_blender.py -- tests/blender/test_cad_import.py [pytest options]
+        -P tests/real_blender/in_blender.py -- tests/blender/test_cad_import.py [pytest options]
 
 DIR holds pytest and trimesh for Blender's Python (`.ci/run` installs them into
 `.venvs/blender-binary-site`); Blender's own numpy stays the one it runs with. The exit status is
