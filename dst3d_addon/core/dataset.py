@@ -34,7 +34,8 @@ _STAGE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    # timezone.utc, not UTC (3.11+): Blender before 4.1 runs Python 3.10
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")  # noqa: UP017
 
 
 def _plain(value: Any, what: str) -> Any:
