@@ -71,6 +71,7 @@ class ExportJob:
     failed, cancelled; `message` is the one-line outcome, `skipped` says generation did not run."""
 
     title = "Export"
+    image_name = None
 
     def __init__(
         self,
@@ -263,8 +264,9 @@ class ExportJob:
         else:
             self.status = "Starting the worker" if run.state == "starting" else "Loading the model"
 
-    def apply_to_blender(self, context: bpy.types.Context) -> None:
+    def apply_to_blender(self, context: bpy.types.Context) -> bool:
         """Nothing to show in Blender: the dataset is on disk (the panel draws the progress)."""
+        return False
 
 
 def _check_models(objects: list[bpy.types.Object], jobs: list[ModelJob]) -> None:

@@ -18,6 +18,7 @@ from bpy.props import BoolProperty
 from ..core.errors import Dst3dError
 from ..generation.errors import GenerationError
 from ..generation.runtime_setup import RuntimeSetupError
+from . import versions
 from .export_job import make_export_job
 from .generate_session import SESSION, GenerationJob, tick
 from .model import target_object
@@ -233,7 +234,7 @@ def draw_job(layout: bpy.types.UILayout, kind: type) -> bool:
     if job is None or job.done or not isinstance(job, kind):
         return False
     row = layout.row(align=True)
-    row.progress(factor=job.progress, text=job.status[:80])
+    versions.progress_bar(row, job.progress, job.status[:80])
     row.operator(DST3D_OT_cancel_generation.bl_idname, text="", icon="CANCEL")
     return True
 

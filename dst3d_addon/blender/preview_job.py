@@ -91,6 +91,7 @@ class PreviewJob:
     """One preview image in the worker: progress, step previews, the result, or one-line error."""
 
     title = "Preview"
+    image_name = PREVIEW_IMAGE_NAME
 
     def __init__(
         self,
@@ -195,40 +196,43 @@ class PreviewJob:
         self.state, self.message, self.status = state, message, message
 
     # ---------------------------------------------------------------------------------- Blender side
-    def apply_to_blender(self, context: bpy.types.Context) -> None:
-        """On the main thread: show the newest step preview, the result, or put the old image back."""
+    def apply_to_blender(self, context: bpy.types.Context) -> bool:
+        """On the main thread: show the newest step preview, the result, or put the old image back.
+        True when the image changed (the viewports showing it need a redraw)."""
         camera = bpy.data.objects.get(self.camera_name)
         if self.state == "done":
             if self._applied_end:
-                return
+                return False
             self._applied_end = True
             rgb = read_rgb(self.item["output"])
             if rgb is None:
                 self._end("failed", f"{self.item['output']}: the worker's image cannot be read")
                 self._restore(camera)
-                return
+                return True
             image = put_image(PREVIEW_IMAGE_NAME, rgb, pack=True)
             if camera is not None and camera.type == "CAMERA":
                 set_camera_background(camera, image)
             self._shown = show_image(context, image)
-            return
+            return True
         if self.done:
             if not self._applied_end:
                 self._applied_end = True
                 self._restore(camera)
-            return
+                return True
+            return False
         path, step = self.job.preview, self.job.preview_step
         if path is None or step <= self._applied_step:
-            return
+            return False
         rgb = read_rgb(path)
         if rgb is None:
-            return
+            return False
         self._applied_step = step
         if rgb.shape[:2] != (self.height, self.width):  # latent previews are 1/8 of the size
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         image = put_image(PREVIEW_IMAGE_NAME, rgb)
         if camera is not None and camera.type == "CAMERA":
             set_camera_background(camera, image)
+        return True
 
     def _restore(self, camera: bpy.types.Object | None) -> None:
         """After a failure or cancel: the image as it was before this job (or no image at all)."""
