@@ -151,6 +151,24 @@ class ImageBank:
         return self._decode(indices)
 
 
+def dress_renders(t: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Renders (float (B, 3, S, S), grey object on black) dressed as photographs for training: the
+    black background replaced by a random smooth colour field with noise, the object tinted per
+    channel. A render and a generated image of the same view then differ in what does not carry the
+    pose, so an estimator trained on both learns the shape, not which kind of image it sees."""
+    b, _, size, _ = t.shape
+    mask = (t.amax(dim=1, keepdim=True) > 4.0).float()
+    coarse = torch.from_numpy(rng.uniform(0.0, 255.0, (b, 3, 4, 4))).to(t)
+    background = torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bicubic", align_corners=False
+    )
+    noise = torch.from_numpy(rng.normal(0.0, 1.0, (b, 1, size, size))).to(t)
+    background = background + noise * torch.from_numpy(rng.uniform(0.0, 20.0, (b, 1, 1, 1))).to(t)
+    tint = torch.from_numpy(rng.uniform(0.5, 1.3, (b, 3, 1, 1))).to(t)
+    offset = torch.from_numpy(rng.uniform(-30.0, 30.0, (b, 3, 1, 1))).to(t)
+    return (mask * (t * tint + offset) + (1.0 - mask) * background).clamp_(0.0, 255.0)
+
+
 @dataclass
 class FoldRun:
     """What training and scoring one fold gives."""
@@ -186,14 +204,20 @@ class Trainer:
             net = net.to(memory_format=torch.channels_last)
         return net
 
-    def pixels(self, batch: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def pixels(
+        self, batch: np.ndarray, rng: np.random.Generator | None = None, renders: np.ndarray | None = None
+    ) -> torch.Tensor:
         """uint8 (B, S, S, 3) to normalised float (B, 3, S, S) on the device.
 
         With `rng` (training), each image is shifted by up to 1/8 of its size (black fill) and its
         brightness scaled by 0.8-1.2: a network that cannot memorise pixels learns what most labels
-        say, which is what the held-out loss must measure.
+        say, which is what the held-out loss must measure. The images that `renders` (B booleans)
+        marks are shaded renders on black: they are first dressed as photographs (`dress_renders`).
         """
         t = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if rng is not None and renders is not None and renders.any():
+            idx = torch.from_numpy(np.flatnonzero(renders)).to(self.device)
+            t[idx] = dress_renders(t[idx], rng)
         if rng is not None:
             size = t.shape[-1]
             pad = max(1, size // 8)
@@ -259,8 +283,12 @@ class Trainer:
         seed: int,
         on_batch: Callable[[int], None] = lambda n: None,
         on_epoch: Callable[[int, float, float], None] = lambda e, loss, rate: None,
+        renders: np.ndarray | None = None,
     ) -> FoldRun:
-        """Train a fresh `net` on train_idx, then score test_idx with it in eval mode."""
+        """Train a fresh `net` on train_idx, then score test_idx with it in eval mode.
+
+        `renders` marks (per bank index) the shaded renders among the training images (see `pixels`).
+        """
         s = self.settings
         opt, sched = self.optimizer(net)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -278,7 +306,8 @@ class Trainer:
             start = time.perf_counter()
             total, count = 0.0, 0
             for b in batches:
-                pixels = self.pixels(bank.get(b), order_gen if s.augment else None)
+                rng = order_gen if s.augment else None
+                pixels = self.pixels(bank.get(b), rng, None if renders is None else renders[b])
                 loss = self.train_step(net, opt, scaler, pixels, all_targets[b].to(self.device))
                 total += loss * len(b)
                 count += len(b)
