@@ -110,6 +110,14 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         help="train each fold also on the renders of every view (exact labels), scoring only the held-out "
         "images (default: on, unless the renders are what is judged)",
     )
+    t.add_argument(
+        "--skip-worst",
+        type=finite_float("--skip-worst"),
+        default=0.25,
+        metavar="F",
+        help="after a third of the epochs, train on no judged image whose loss is among the worst F "
+        "(most likely the wrong ones; default 0.25, 0 = off; renders are always trained on)",
+    )
     t.add_argument("--seed", type=int, default=0, help="folds, initialisation and batch order derive from it")
     x = k.add_argument_group("execution")
     x.add_argument(
@@ -201,6 +209,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[KcfSettings, frozenset
             augment=args.augment,
             label_sigma=args.label_sigma,
             train_renders=bool(args.train_renders),
+            skip_worst=args.skip_worst,
             **{**PRETRAINED, **given},
         )
     except ValueError as err:

@@ -245,17 +245,30 @@ class Trainer:
         return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
 
     def train_step(
-        self, net: nn.Module, opt: torch.optim.Optimizer, scaler, pixels: torch.Tensor, targets: torch.Tensor
-    ) -> float:
-        """One SGD step on a batch; returns the batch's loss (mean cross entropy over the three heads)."""
+        self,
+        net: nn.Module,
+        opt: torch.optim.Optimizer,
+        scaler,
+        pixels: torch.Tensor,
+        targets: torch.Tensor,
+        skippable: torch.Tensor | None = None,
+        skip_above: float = float("inf"),
+    ) -> tuple[float, np.ndarray]:
+        """One SGD step on a batch; returns the batch's loss (mean over images of the three heads' mean)
+        and each image's loss. Images that `skippable` marks and whose loss is above `skip_above` do
+        not count in the step."""
         with self._autocast():
             logits = net(pixels)
-        loss = self.head_losses(logits, targets).mean()
+        each = self.head_losses(logits, targets).mean(dim=1)
+        weights = torch.ones_like(each)
+        if skippable is not None:
+            weights = (~(skippable & (each.detach() > skip_above))).float()
+        loss = (each * weights).sum() / weights.sum().clamp(min=1.0)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        return float(loss.detach())
+        return float(each.detach().mean()), each.detach().float().cpu().numpy()
 
     @torch.no_grad()
     def score(
@@ -297,8 +310,17 @@ class Trainer:
         losses: list[float] = []
         train_seconds = 0.0
         trained = 0
+        # The small-loss trick (co-teaching): from a third of the epochs on, each step leaves out the
+        # judged images whose loss is above the `skip_worst` quantile of the judged images' losses in
+        # the epoch before. Those are most likely the wrong ones, which a network learns last and
+        # would otherwise memorise; the renders, whose labels are exact, are never left out.
+        judged_losses: list[float] = []
+        threshold = float("inf")
         for epoch in range(s.epochs):
             net.train()
+            if s.skip_worst > 0 and epoch >= s.epochs // 3 and judged_losses:
+                threshold = float(np.quantile(judged_losses, 1.0 - s.skip_worst))
+            judged_losses = []
             order = order_gen.permutation(train_idx)
             batches = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
             if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two images
@@ -308,7 +330,17 @@ class Trainer:
             for b in batches:
                 rng = order_gen if s.augment else None
                 pixels = self.pixels(bank.get(b), rng, None if renders is None else renders[b])
-                loss = self.train_step(net, opt, scaler, pixels, all_targets[b].to(self.device))
+                judged = np.ones(len(b), dtype=bool) if renders is None else ~renders[b]
+                loss, each = self.train_step(
+                    net,
+                    opt,
+                    scaler,
+                    pixels,
+                    all_targets[b].to(self.device),
+                    torch.from_numpy(judged).to(self.device),
+                    threshold,
+                )
+                judged_losses.extend(each[judged].tolist())
                 total += loss * len(b)
                 count += len(b)
                 on_batch(len(b))

@@ -69,6 +69,7 @@ class KcfSettings:
     augment: bool = True
     label_sigma: float = 3.0
     train_renders: bool = False
+    skip_worst: float = 0.25
     classes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -95,6 +96,8 @@ class KcfSettings:
             )
         if self.image_size < 32:
             raise SettingError(f"{setting('image_size')} {self.image_size}: at least 32 pixels")
+        if not 0.0 <= self.skip_worst < 1.0:
+            raise SettingError(f"{setting('skip_worst')} {self.skip_worst}: must be in [0, 1)")
         for name in ("label_sigma", "momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 raise SettingError(f"{setting(name)} {getattr(self, name)}: must not be negative")

@@ -86,6 +86,7 @@ DEFAULTS = {
         "augment": True,
         "label_sigma": 3.0,
         "train_renders": None,
+        "skip_worst": 0.25,
         "seed": 0,
         "device": "auto",
         "amp": True,

@@ -61,6 +61,10 @@ def test_kcf_resumes_per_fold_after_a_kill(small_copy, small_renders, tmp_path):
     result = run_batch("kcf", "--out", str(fresh), *QUICK, "--epochs", "6")
     assert result.returncode == 0, result.stderr
     assert _without_timing(json.loads((fresh / "kcf.json").read_text())) == _without_timing(resumed)
+    # The summary sets the held-out accuracy against chance, and warns when it is not clearly above.
+    assert "(chance " in result.stderr
+    assert ("WARNING: the pose estimators did not learn" in result.stderr) == (not resumed["learned"])
+    assert {"chance", "margin", "learned"} <= set(resumed) and "chance" in resumed["folds"][0]
 
     # Run again: nothing is retrained, kcf.json is the same file.
     result = run_batch("kcf", "--out", str(out), *QUICK, "--epochs", "6")
