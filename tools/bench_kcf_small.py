@@ -89,7 +89,9 @@ def run_variant(
         "auc": auc,
         "accuracy": [f["accuracy"]["pi_6"] for f in folds],
         "chance": [f.get("chance") for f in folds],
-        "learned": all(f.get("learned", True) for f in folds),
+        "overall_accuracy": kcf["accuracy"]["pi_6"],
+        "overall_chance": kcf.get("chance"),
+        "learned": kcf.get("learned"),
         "wrong_kept": sum(k["id"] in wrong for k in kept) / max(1, len(kept)),
         "seconds": seconds,
         "settings": kcf["settings"],
@@ -125,12 +127,10 @@ def main() -> None:
             for variant in args.variants:
                 out = args.work / f"{mesh}-{views}" / variant.replace("+", "_")
                 r = run_variant(base, turned, wrong, variant, out, kcf_args)
-                acc = sum(r["accuracy"]) / len(r["accuracy"])
-                chance = [c for c in r["chance"] if c is not None]
-                chance_text = f"{100 * sum(chance) / len(chance):6.1f}%" if chance else "     - "
-                flag = "" if r["learned"] else "  (did not learn)"
+                flag = "" if r["learned"] else "  (did not learn: filter refuses without --force)"
                 print(
-                    f"{mesh:8} {views:5d} {variant:16} {r['auc']:6.3f} {100 * acc:8.1f}% {chance_text} "
+                    f"{mesh:8} {views:5d} {variant:16} {r['auc']:6.3f} {100 * r['overall_accuracy']:8.1f}% "
+                    f"{100 * r['overall_chance']:6.1f}% "
                     f"{100 * r['wrong_kept']:9.1f}% {r['seconds']:6.0f}s{flag}",
                     flush=True,
                 )
