@@ -151,6 +151,24 @@ class ImageBank:
         return self._decode(indices)
 
 
+def dress_renders(t: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Renders (float (B, 3, S, S), grey object on black) dressed as photographs for training: the
+    black background replaced by a random smooth colour field with noise, the object tinted per
+    channel. A render and a generated image of the same view then differ in what does not carry the
+    pose, so an estimator trained on both learns the shape, not which kind of image it sees."""
+    b, _, size, _ = t.shape
+    mask = (t.amax(dim=1, keepdim=True) > 4.0).float()
+    coarse = torch.from_numpy(rng.uniform(0.0, 255.0, (b, 3, 4, 4))).to(t)
+    background = torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bicubic", align_corners=False
+    )
+    noise = torch.from_numpy(rng.normal(0.0, 1.0, (b, 1, size, size))).to(t)
+    background = background + noise * torch.from_numpy(rng.uniform(0.0, 20.0, (b, 1, 1, 1))).to(t)
+    tint = torch.from_numpy(rng.uniform(0.5, 1.3, (b, 3, 1, 1))).to(t)
+    offset = torch.from_numpy(rng.uniform(-30.0, 30.0, (b, 3, 1, 1))).to(t)
+    return (mask * (t * tint + offset) + (1.0 - mask) * background).clamp_(0.0, 255.0)
+
+
 @dataclass
 class FoldRun:
     """What training and scoring one fold gives."""
@@ -186,14 +204,20 @@ class Trainer:
             net = net.to(memory_format=torch.channels_last)
         return net
 
-    def pixels(self, batch: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def pixels(
+        self, batch: np.ndarray, rng: np.random.Generator | None = None, renders: np.ndarray | None = None
+    ) -> torch.Tensor:
         """uint8 (B, S, S, 3) to normalised float (B, 3, S, S) on the device.
 
         With `rng` (training), each image is shifted by up to 1/8 of its size (black fill) and its
         brightness scaled by 0.8-1.2: a network that cannot memorise pixels learns what most labels
-        say, which is what the held-out loss must measure.
+        say, which is what the held-out loss must measure. The images that `renders` (B booleans)
+        marks are shaded renders on black: they are first dressed as photographs (`dress_renders`).
         """
         t = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if rng is not None and renders is not None and renders.any():
+            idx = torch.from_numpy(np.flatnonzero(renders)).to(self.device)
+            t[idx] = dress_renders(t[idx], rng)
         if rng is not None:
             size = t.shape[-1]
             pad = max(1, size // 8)
@@ -221,17 +245,30 @@ class Trainer:
         return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
 
     def train_step(
-        self, net: nn.Module, opt: torch.optim.Optimizer, scaler, pixels: torch.Tensor, targets: torch.Tensor
-    ) -> float:
-        """One SGD step on a batch; returns the batch's loss (mean cross entropy over the three heads)."""
+        self,
+        net: nn.Module,
+        opt: torch.optim.Optimizer,
+        scaler,
+        pixels: torch.Tensor,
+        targets: torch.Tensor,
+        skippable: torch.Tensor | None = None,
+        skip_above: float = float("inf"),
+    ) -> tuple[float, np.ndarray]:
+        """One SGD step on a batch; returns the batch's loss (mean over images of the three heads' mean)
+        and each image's loss. Images that `skippable` marks and whose loss is above `skip_above` do
+        not count in the step."""
         with self._autocast():
             logits = net(pixels)
-        loss = self.head_losses(logits, targets).mean()
+        each = self.head_losses(logits, targets).mean(dim=1)
+        weights = torch.ones_like(each)
+        if skippable is not None:
+            weights = (~(skippable & (each.detach() > skip_above))).float()
+        loss = (each * weights).sum() / weights.sum().clamp(min=1.0)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        return float(loss.detach())
+        return float(each.detach().mean()), each.detach().float().cpu().numpy()
 
     @torch.no_grad()
     def score(
@@ -259,8 +296,12 @@ class Trainer:
         seed: int,
         on_batch: Callable[[int], None] = lambda n: None,
         on_epoch: Callable[[int, float, float], None] = lambda e, loss, rate: None,
+        renders: np.ndarray | None = None,
     ) -> FoldRun:
-        """Train a fresh `net` on train_idx, then score test_idx with it in eval mode."""
+        """Train a fresh `net` on train_idx, then score test_idx with it in eval mode.
+
+        `renders` marks (per bank index) the shaded renders among the training images (see `pixels`).
+        """
         s = self.settings
         opt, sched = self.optimizer(net)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -269,8 +310,17 @@ class Trainer:
         losses: list[float] = []
         train_seconds = 0.0
         trained = 0
+        # The small-loss trick (co-teaching): from a third of the epochs on, each step leaves out the
+        # judged images whose loss is above the `skip_worst` quantile of the judged images' losses in
+        # the epoch before. Those are most likely the wrong ones, which a network learns last and
+        # would otherwise memorise; the renders, whose labels are exact, are never left out.
+        judged_losses: list[float] = []
+        threshold = float("inf")
         for epoch in range(s.epochs):
             net.train()
+            if s.skip_worst > 0 and epoch >= s.epochs // 3 and judged_losses:
+                threshold = float(np.quantile(judged_losses, 1.0 - s.skip_worst))
+            judged_losses = []
             order = order_gen.permutation(train_idx)
             batches = [order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size)]
             if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two images
@@ -278,8 +328,19 @@ class Trainer:
             start = time.perf_counter()
             total, count = 0.0, 0
             for b in batches:
-                pixels = self.pixels(bank.get(b), order_gen if s.augment else None)
-                loss = self.train_step(net, opt, scaler, pixels, all_targets[b].to(self.device))
+                rng = order_gen if s.augment else None
+                pixels = self.pixels(bank.get(b), rng, None if renders is None else renders[b])
+                judged = np.ones(len(b), dtype=bool) if renders is None else ~renders[b]
+                loss, each = self.train_step(
+                    net,
+                    opt,
+                    scaler,
+                    pixels,
+                    all_targets[b].to(self.device),
+                    torch.from_numpy(judged).to(self.device),
+                    threshold,
+                )
+                judged_losses.extend(each[judged].tolist())
                 total += loss * len(b)
                 count += len(b)
                 on_batch(len(b))

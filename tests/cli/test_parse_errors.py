@@ -76,6 +76,7 @@ NUMBERS = {
         "--momentum": FINITE_FLOAT,
         "--weight-decay": FINITE_FLOAT,
         "--label-sigma": FINITE_FLOAT,
+        "--skip-worst": FINITE_FLOAT,
     },
     "filter": {"--keep-fraction": POSITIVE_FLOAT, "--max-score": FINITE_FLOAT},
     "report": {"--count": POSITIVE_INT, "--tile": POSITIVE_INT},
