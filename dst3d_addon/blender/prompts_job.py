@@ -116,6 +116,7 @@ class PromptsJob:
     """The LLM writer for one object in its worker: progress, then the list filled, or one line."""
 
     title = "Write Prompts"
+    image_name = None  # it shows no image
 
     def __init__(self, obj: bpy.types.Object, run: LlmRun, count: int) -> None:
         self.object_name = obj.name

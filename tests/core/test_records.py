@@ -59,7 +59,8 @@ def test_record_has_exactly_the_spec_layout():
     np.testing.assert_allclose(cam["C"], C)
     R_cv, t_cv = opencv_extrinsics(R, C)
     np.testing.assert_allclose(cam["R_cv"], R_cv)
-    np.testing.assert_allclose(cam["t_cv"], t_cv)
+    np.testing.assert_allclose(cam["t_cv"], t_cv, atol=1e-12)
+    assert cam["t_cv"] == [0.0, 0.0, 2.5]  # exact: the camera looks at the object origin
     assert r["files"] == FILES
     # survives JSON exactly
     back = json.loads(json.dumps(r))

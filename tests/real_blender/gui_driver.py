@@ -220,6 +220,8 @@ def instrument() -> None:
     a = addon()
     a.operators_generate.tick = timed("tick", a.generate_session.tick)
     for cls in a.panels.classes:
+        if not issubclass(cls, bpy.types.Panel):
+            continue  # the UI lists draw their rows, not a panel
         cls.draw = timed_draw(f"draw {cls.bl_label}", cls.draw)
     bpy.types.SpaceView3D.draw_handler_add(viewport_draws, (), "WINDOW", "POST_PIXEL")
 
