@@ -1,5 +1,8 @@
 """Run tools/dst3d_batch.py from the tests as a user would: to the end, or started and then killed.
 
+By default the script runs in this Python (the bpy module); with `blender=PATH` it runs in that
+Blender binary as `blender -b --factory-startup -noaudio -P tools/dst3d_batch.py -- ARGS`.
+
 `start_batch` puts the script in a new session, so its process group holds the script and the
 workers that stay in its group (generation, KCF). The render workers start sessions of their own
 (Ctrl-C reaches only the parent, which stops them), so killing the group alone would leave them
@@ -24,17 +27,23 @@ SCRIPT = ROOT / "tools" / "dst3d_batch.py"
 SAMPLE = ROOT / "assets" / "sample" / "airliner.glb"
 
 
-def batch_command(*args: object) -> list[str]:
-    """`python tools/dst3d_batch.py ARGS...` with this Python (each argument passed through str)."""
+def batch_command(*args: object, blender: str | None = None) -> list[str]:
+    """`python tools/dst3d_batch.py ARGS...` with this Python, or the same through a Blender binary
+    (each argument passed through str)."""
+    if blender is not None:
+        return [blender, "-b", "--factory-startup", "-noaudio", "-P", str(SCRIPT), "--", *map(str, args)]
     return [sys.executable, str(SCRIPT), *map(str, args)]
 
 
 def run_batch(
-    *args: object, timeout: float = 600, env: Mapping[str, str] | None = None
+    *args: object,
+    timeout: float = 600,
+    env: Mapping[str, str] | None = None,
+    blender: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the batch script to its end in the project root; returns it with its text output."""
     return subprocess.run(
-        batch_command(*args),
+        batch_command(*args, blender=blender),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -43,10 +52,12 @@ def run_batch(
     )
 
 
-def start_batch(*args: object, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_batch(
+    *args: object, env: Mapping[str, str] | None = None, blender: str | None = None
+) -> subprocess.Popen[bytes]:
     """Start the batch script in a session (and process group) of its own, output discarded."""
     return subprocess.Popen(
-        batch_command(*args),
+        batch_command(*args, blender=blender),
         cwd=ROOT,
         env=None if env is None else dict(env),
         stdout=subprocess.DEVNULL,

@@ -1,6 +1,7 @@
 """The house's layering, read from the code: no import circle, arrows pointing down only, and torch,
-diffusers and transformers imported only on the torch side (generation/worker/, KCF's estimator
-and worker, the eval worker). Lazy imports inside functions count as imports."""
+diffusers and transformers imported only on the torch side (generation/worker/, which also holds the
+LLM prompt writer's llm/, KCF's estimator and worker, the eval worker). Lazy imports inside
+functions count."""
 
 from __future__ import annotations
 

@@ -28,7 +28,17 @@ MANIFEST = "blender_manifest.toml"
 PYTHON_VERSION = "3.11"  # Blender 4.2 to 4.5 ship Python 3.11
 
 #: Folders of the checkout that never go into the staged source (big, or not part of the package).
-_NOT_STAGED = {".git", ".venv", "dist", "runs", "wheels", "__pycache__", ".pytest_cache", ".ruff_cache"}
+_NOT_STAGED = {
+    ".git",
+    ".venv",
+    ".venvs",
+    "dist",
+    "runs",
+    "wheels",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+}
 
 
 class BuildError(Exception):

@@ -9,6 +9,7 @@ The dst3d_addon package next to this script is loaded by path (sys.path is left 
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 from pathlib import Path
 
@@ -36,8 +37,19 @@ def _arguments() -> list[str]:
     return sys.argv[1:]
 
 
+def _python_handles_ctrl_c() -> None:
+    """Make Ctrl-C (SIGINT) raise KeyboardInterrupt, as under plain Python.
+
+    Inside a Blender binary, SIGINT is Blender's own "break" event, which a script never sees: the
+    run would go on to its end. With Python's handler back, the batch script stops its workers,
+    keeps what is written and exits with status 130, whichever Python it runs in.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main() -> int:
     """Run the batch command line and return its exit code."""
+    _python_handles_ctrl_c()
     _load_package()
     from dst3d_addon import cli
 

@@ -24,6 +24,7 @@ from ..core.alignment import alignment_rotation, axis_matrix, compose_to_object
 from ..core.cad_files import check_cad_file
 from ..core.errors import CadError
 from ..core.fbx import read_fbx_global_settings
+from . import operator_call
 
 #: Custom properties on the imported object (so panels and operators can find the model).
 PROP_MODEL = "dst3d_model"
@@ -54,7 +55,8 @@ class ImportedModel:
 
 
 def ensure_importers() -> None:
-    """Enable the glTF and FBX add-ons (Blender's OBJ, PLY and STL importers are built in)."""
+    """Enable the glTF and FBX add-ons (Blender's OBJ, PLY and STL importers are built in; before
+    3.6 PLY's is an add-on, enabled when a PLY file is imported)."""
     for module in ("io_scene_gltf2", "io_scene_fbx"):
         _loaded_default, loaded_state = addon_utils.check(module)
         if not loaded_state:
@@ -143,48 +145,127 @@ def _purge_unused(before: dict[str, set[int]]) -> None:
             bpy.data.batch_remove(unused)
 
 
+@dataclass(frozen=True)
+class _Importer:
+    """One of Blender's importers for a format, called as operator_call.py describes."""
+
+    idname: str
+    required: dict  # the axes and scale: to_object is computed with them
+    if_present: dict  # what an importer without these keywords does not do anyway
+    C: np.ndarray  # the importer's axis change (file -> Blender's frame) with those keywords
+
+
+_IDENTITY = np.eye(3)
+#: Each format's importers, newest first: the first one the running Blender has is used.
+_IMPORTERS: dict[str, tuple[_Importer, ...]] = {
+    "obj": (
+        _Importer(
+            "wm.obj_import",
+            dict(forward_axis="NEGATIVE_Z", up_axis="Y", global_scale=1.0, clamp_size=0.0),
+            {},
+            Y_UP_TO_Z_UP,
+        ),
+    ),
+    # glTF is +Y up by definition; the importer always turns it to +Z up and has no axis option.
+    "glb": (
+        _Importer(
+            "import_scene.gltf",
+            dict(merge_vertices=False),
+            dict(import_scene_as_collection=False),
+            Y_UP_TO_Z_UP,
+        ),
+    ),
+    "ply": (
+        _Importer(
+            "wm.ply_import",
+            dict(forward_axis="Y", up_axis="Z", global_scale=1.0, use_scene_unit=False),
+            dict(merge_verts=False),
+            _IDENTITY,
+        ),
+        # Blender before 3.6: the Python add-on, which reads the coordinates as they are.
+        _Importer("import_mesh.ply", {}, {}, _IDENTITY),
+    ),
+    "stl": (
+        _Importer(
+            "wm.stl_import",
+            dict(forward_axis="Y", up_axis="Z", global_scale=1.0, use_scene_unit=False),
+            {},
+            _IDENTITY,
+        ),
+        _Importer(
+            "import_mesh.stl",
+            dict(axis_forward="Y", axis_up="Z", global_scale=1.0, use_scene_unit=False),
+            {},
+            _IDENTITY,
+        ),
+    ),
+}
+_IMPORTERS["gltf"] = _IMPORTERS["glb"]
+#: The Python add-ons that hold importers (enabled on demand; the others are built in).
+_IMPORTER_ADDONS = {
+    "import_scene.gltf": "io_scene_gltf2",
+    "import_scene.fbx": "io_scene_fbx",
+    "import_mesh.ply": "io_mesh_ply",
+    "import_mesh.stl": "io_mesh_stl",
+}
+
+
+def _importer(path: str, fmt: str, scene: bpy.types.Scene) -> tuple[str, dict, np.ndarray]:
+    """(operator, keywords, C) of the running Blender's importer for `fmt`, or CadError."""
+    if fmt == "fbx":
+        fbx_forward, fbx_up, unit_scale = _fbx_axes_and_scale(path, scene)
+        importer = _Importer(
+            "import_scene.fbx",
+            dict(
+                use_manual_orientation=True,
+                axis_forward=fbx_forward,
+                axis_up=fbx_up,
+                global_scale=1.0,
+                bake_space_transform=False,
+            ),
+            dict(use_anim=False),
+            # axis_conversion(from_forward=F, from_up=U) takes F to +Y and U to +Z.
+            unit_scale * axis_matrix(forward=_negate(fbx_forward), up=fbx_up),
+        )
+        candidates: tuple[_Importer, ...] = (importer,)
+    elif fmt in _IMPORTERS:
+        candidates = _IMPORTERS[fmt]
+        problem = gltf_import_problem() if fmt in ("glb", "gltf") else None
+        if problem is not None:
+            raise CadError(f"{path}: cannot import glTF files: {problem}")
+    else:  # check_cad_file returned a format this module does not know
+        raise CadError(f"{path}: no importer for format {fmt!r}")
+    problems = []
+    for importer in candidates:
+        _enable_addon_of(importer.idname)
+        try:
+            kwargs = operator_call.arguments(importer.idname, importer.required, importer.if_present)
+        except operator_call.OperatorMismatch as exc:
+            problems.append(str(exc))
+            continue
+        return importer.idname, kwargs, importer.C
+    raise CadError(f"{path}: cannot import {fmt.upper()} files: {'; '.join(problems)}")
+
+
+def _enable_addon_of(idname: str) -> None:
+    """Enable the add-on that holds the importer `idname`, if it is an add-on that is not enabled."""
+    module = _IMPORTER_ADDONS.get(idname)
+    if module is None or operator_call.exists(idname):
+        return
+    _loaded_default, loaded_state = addon_utils.check(module)
+    if not loaded_state:
+        addon_utils.enable(module, default_set=True)
+
+
 def _run_importer(path: str, fmt: str, scene: bpy.types.Scene) -> np.ndarray:
     """Run Blender's importer for `fmt` with explicit axes; return C (file -> scene frame)."""
     name = Path(path).name
-    if fmt == "obj":
-        op = bpy.ops.wm.obj_import
-        kwargs = dict(filepath=path, forward_axis="NEGATIVE_Z", up_axis="Y", global_scale=1.0, clamp_size=0.0)
-        C = Y_UP_TO_Z_UP
-    elif fmt in ("glb", "gltf"):
-        # glTF is +Y up by definition; the importer always turns it to +Z up and has no axis option.
-        op = bpy.ops.import_scene.gltf
-        kwargs = dict(filepath=path, import_scene_as_collection=False, merge_vertices=False)
-        C = Y_UP_TO_Z_UP
-    elif fmt == "ply":
-        op = bpy.ops.wm.ply_import
-        kwargs = dict(filepath=path, forward_axis="Y", up_axis="Z", global_scale=1.0, use_scene_unit=False)
-        C = np.eye(3)
-    elif fmt == "stl":
-        op = bpy.ops.wm.stl_import
-        kwargs = dict(filepath=path, forward_axis="Y", up_axis="Z", global_scale=1.0, use_scene_unit=False)
-        C = np.eye(3)
-    elif fmt == "fbx":
-        op = bpy.ops.import_scene.fbx
-        fbx_forward, fbx_up, unit_scale = _fbx_axes_and_scale(path, scene)
-        kwargs = dict(
-            filepath=path,
-            use_manual_orientation=True,
-            axis_forward=fbx_forward,
-            axis_up=fbx_up,
-            global_scale=1.0,
-            bake_space_transform=False,
-            use_anim=False,
-        )
-        # axis_conversion(from_forward=F, from_up=U) takes F to +Y and U to +Z.
-        C = unit_scale * axis_matrix(forward=_negate(fbx_forward), up=fbx_up)
-    else:  # check_cad_file returned a format this module does not know
-        raise CadError(f"{path}: no importer for format {fmt!r}")
-
+    idname, kwargs, C = _importer(path, fmt, scene)
     view_layer = scene.view_layers[0]
     override = {"scene": scene, "view_layer": view_layer}
     try:
         with bpy.context.temp_override(**override):
-            result = op(**kwargs)
+            result = operator_call.operator(idname)(filepath=path, **kwargs)
     except RuntimeError as exc:
         raise CadError(f"{path}: Blender's {fmt.upper()} importer failed: {_last_line(str(exc))}") from exc
     if "FINISHED" not in result:
@@ -192,6 +273,21 @@ def _run_importer(path: str, fmt: str, scene: bpy.types.Scene) -> np.ndarray:
     M = np.eye(4)
     M[:3, :3] = C
     return M
+
+
+def gltf_import_problem() -> str | None:
+    """Why the running Blender cannot import glTF files, or None when it can.
+
+    Blender 3.4's glTF importer uses `numpy.bool`, which numpy 1.24 removed (and numpy 2 brought
+    back); Blender 3.5 fixed it. Blender's own 3.4 bundles numpy 1.23, but a Blender that runs on the
+    system's Python (Debian's 3.4 with numpy 1.24) fails on every glTF file.
+    """
+    if bpy.app.version < (3, 5, 0) and not hasattr(np, "bool"):
+        return (
+            f"the glTF importer of Blender {bpy.app.version_string} uses numpy.bool, which numpy "
+            f"{np.__version__} no longer has: use Blender 3.5 or later, or convert the model to OBJ or PLY"
+        )
+    return None
 
 
 def _last_line(message: str) -> str:

@@ -5,7 +5,9 @@ settings, dataset.json, classes and records (so `dst3d_batch.py` can resume or e
 dataset), then the generate stage's driver `GenerateRun` in the session's worker. `poll()`
 renders a few views per call (about 0.1 s of work) and then advances the generate run, so a timer
 keeps Blender responsive and a test can drive it step by step. Without a worker Python, weights
-or a GPU the export ends after rendering, with a line that says what was skipped.
+or a GPU the export ends after rendering, with a line that says what was skipped. Each model's
+own prompt list (else its captions, else its prompt) and negative prompt become its group of the
+dataset's prompts.jsonl, from which the generate stage draws its images' prompts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import bpy
 from .. import __version__
 from ..core.errors import DatasetError, Dst3dError
 from ..core.generation_settings import GenerationSettings
+from ..core.prompt_table import PromptGroup, rewrite_groups
 from ..core.prompts import PromptSource
 from ..core.render_plan import ModelJob, RecordWriter, Shard, plan_render
 from ..core.render_settings import RenderSettings
@@ -28,8 +31,9 @@ from ..generation.errors import Cancelled, GenerationError
 from ..generation.run import GenerateRun, RunOptions
 from ..generation.runtime_setup import RuntimeSetupError
 from .generate_session import WorkerSession, worker_config
-from .model import model_job, model_mesh, render_settings, target_object
+from .model import model_job, model_mesh, render_settings
 from .preferences import get_preferences, model_choice
+from .prompts_job import object_group
 from .properties import generation_settings
 from .wording import panel_text
 
@@ -67,6 +71,7 @@ class ExportJob:
     failed, cancelled; `message` is the one-line outcome, `skipped` says generation did not run."""
 
     title = "Export"
+    image_name = None
 
     def __init__(
         self,
@@ -75,6 +80,7 @@ class ExportJob:
         models: list[ExportModel],
         views: int,
         generation: GenerationPlan,
+        prompt_groups: list[PromptGroup] | None = None,
     ) -> None:
         self.out = Path(out)
         self.settings = settings
@@ -97,6 +103,8 @@ class ExportJob:
                 f"Dataset Folder {self.out}: cannot write there ({exc.strerror or exc})"
             ) from None
         self.dataset = plan.dataset
+        if prompt_groups:  # each model's own prompts and negative prompt (dataset-format.md, prompts.jsonl)
+            rewrite_groups(self.out, prompt_groups)
         self.records = RecordWriter(plan)
         self.queue = [(i, view) for i, views_left in enumerate(plan.pending()) for view in views_left]
         self.to_render = plan.total
@@ -256,24 +264,9 @@ class ExportJob:
         else:
             self.status = "Starting the worker" if run.state == "starting" else "Loading the model"
 
-    def apply_to_blender(self, context: bpy.types.Context) -> None:
+    def apply_to_blender(self, context: bpy.types.Context) -> bool:
         """Nothing to show in Blender: the dataset is on disk (the panel draws the progress)."""
-
-
-def _same_prompts(objects: list[bpy.types.Object]) -> None:
-    """A dataset has one prompt setting (as for the batch script): refuse models whose prompts differ."""
-    first = objects[0]
-
-    def key(obj: bpy.types.Object) -> tuple[str, str, str]:
-        s = obj.dst3d
-        return (s.prompt, s.negative_prompt, s.captions_file.strip())
-
-    for obj in objects[1:]:
-        if key(obj) != key(first):
-            raise ExportError(
-                f"{first.name!r} and {obj.name!r} have different prompts: a dataset has one prompt, "
-                "negative prompt and captions file (use a captions file for prompts per class)"
-            )
+        return False
 
 
 def _check_models(objects: list[bpy.types.Object], jobs: list[ModelJob]) -> None:
@@ -318,11 +311,9 @@ def make_export_job(context: bpy.types.Context, session: WorkerSession) -> Expor
         raise ExportError("Choose a Dataset Folder first")
     out = Path(bpy.path.abspath(s.export_dir)).expanduser()
     settings = render_settings(scene)
-    target = target_object(context)
-    lead = target if target in objects else objects[0]
-    _same_prompts([lead, *[o for o in objects if o != lead]])
     jobs = [model_job(o) for o in objects]
     _check_models(objects, jobs)
+    groups = [object_group(o, job) for o, job in zip(objects, jobs, strict=True)]
     models = [
         ExportModel(job, model_mesh(o, scene), _blender_renderer(o, settings))
         for o, job in zip(objects, jobs, strict=True)
@@ -336,10 +327,10 @@ def make_export_job(context: bpy.types.Context, session: WorkerSession) -> Expor
     except RuntimeSetupError as exc:
         plan.skip = str(exc)
     else:
-        plan.settings = generation_settings(scene, lead, pipeline, controlnet, prefs.precision)
+        plan.settings = generation_settings(scene, None, pipeline, controlnet, prefs.precision)
         plan.prompts = PromptSource.load(
             plan.settings.prompt, plan.settings.negative_prompt, plan.settings.captions
         )
         plan.options = RunOptions(images_per_view=int(s.images_per_view), device=prefs.device)
         plan.client = session.client(config)
-    return ExportJob(out, settings, models, int(s.views), plan)
+    return ExportJob(out, settings, models, int(s.views), plan, groups)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,7 @@ from typing import Protocol
 import bpy
 
 from ..generation.client import WorkerClient, WorkerConfig
+from . import redraw, versions
 from .preferences import ADDON_PACKAGE, get_preferences, worker_environment, worker_python
 
 WORKER_LOG = "generation-worker.log"
@@ -30,6 +32,7 @@ class GenerationJob(Protocol):
     """What the panel and the operators need of a preview or export job."""
 
     title: str
+    image_name: str | None  # the Image the job shows in Blender (None: none)
     state: str  # running | done | failed | cancelled
     status: str
     message: str
@@ -42,19 +45,16 @@ class GenerationJob(Protocol):
 
     def poll(self) -> bool: ...
 
-    def apply_to_blender(self, context: bpy.types.Context) -> None: ...
+    def apply_to_blender(self, context: bpy.types.Context) -> bool: ...
 
     def cancel(self) -> None: ...
 
 
 def user_folder() -> Path:
-    """The extension's user folder (a temporary folder when dst3d is not installed as an extension)."""
-    try:
-        return Path(bpy.utils.extension_path_user(ADDON_PACKAGE, create=True))
-    except ValueError:  # not an extension (tests, a plain add-on): never write next to the code
-        folder = Path(tempfile.gettempdir()) / "dst3d-user"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+    """dst3d's user folder: the extension's, or Blender's user data files for a legacy add-on."""
+    folder = versions.user_folder(ADDON_PACKAGE, create=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def worker_config(context: bpy.types.Context | None = None) -> WorkerConfig:
@@ -79,6 +79,8 @@ class WorkerSession:
         self.last_skipped = False  # an export that rendered but skipped generation
         self.last_title = ""  # which job (or "Worker") the line is about
         self._scratch: Path | None = None
+        self.pacer = redraw.Pacer()  # how often the job's news reaches the screen
+        self.shown_status = ""  # the status line the sidebar last drew
 
     @staticmethod
     def _config_key(config: WorkerConfig) -> tuple:
@@ -109,6 +111,7 @@ class WorkerSession:
     def start(self, job: GenerationJob) -> None:
         """Make `job` the session's job (the caller checked `busy`)."""
         self.job = job
+        self.pacer, self.shown_status = redraw.Pacer(), ""
         self.last_message, self.last_failed, self.last_skipped = f"{job.title}: starting", False, False
         self.last_title = job.title
 
@@ -161,24 +164,25 @@ def tick(context: bpy.types.Context) -> tuple[bool, str, bool]:
 
     Returns (ended, line, failed); `line` is the job's outcome once it has ended. This is exactly
     what the operators' timers run; in background mode (no timers) scripts and tests call it.
+    What changed reaches the screen only as often as Blender can draw it (redraw.Pacer), and only
+    where it shows: the sidebar for a new status, the camera views for a new image.
     """
     job = SESSION.job
     if job is None:
         return True, SESSION.last_message, SESSION.last_failed
     ended = job.poll()
-    job.apply_to_blender(context)
-    _redraw(context)
+    now = time.monotonic()
+    if SESSION.pacer.ready(now) or ended:
+        image_changed = job.apply_to_blender(context)
+        if image_changed or ended:
+            redraw.images(context, bpy.data.images.get(job.image_name) if job.image_name else None)
+        if job.status != SESSION.shown_status or ended:
+            redraw.sidebars(context)
+            SESSION.shown_status = job.status
+            image_changed = True
+        if image_changed:
+            SESSION.pacer.shown(now)
     if not ended:
         return False, job.status, False
     line, failed = SESSION.finish()
     return True, line, failed
-
-
-def _redraw(context: bpy.types.Context) -> None:
-    wm = getattr(context, "window_manager", None)
-    if wm is None:
-        return
-    for window in wm.windows:
-        for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "IMAGE_EDITOR"):
-                area.tag_redraw()

@@ -18,6 +18,7 @@ from bpy.props import BoolProperty
 from ..core.errors import Dst3dError
 from ..generation.errors import GenerationError
 from ..generation.runtime_setup import RuntimeSetupError
+from . import versions
 from .export_job import make_export_job
 from .generate_session import SESSION, GenerationJob, tick
 from .model import target_object
@@ -68,8 +69,8 @@ def _timer() -> float | None:
     return TIMER_INTERVAL_S
 
 
-class _GenerationOperator:
-    """The modal shell around a generation job (one at a time, in `SESSION`)."""
+class JobOperator:
+    """The modal shell around a worker job (preview, export, LLM prompts: one at a time, in `SESSION`)."""
 
     wait: BoolProperty(
         name="Wait",
@@ -152,7 +153,7 @@ class _GenerationOperator:
         return {"CANCELLED"} if failed else {"FINISHED"}
 
 
-class DST3D_OT_generate_preview(_GenerationOperator, bpy.types.Operator):
+class DST3D_OT_generate_preview(JobOperator, bpy.types.Operator):
     """Generate an image for the current camera in the worker; it becomes the camera's background image"""
 
     bl_idname = "dst3d.generate_preview"
@@ -165,7 +166,7 @@ class DST3D_OT_generate_preview(_GenerationOperator, bpy.types.Operator):
         return make_preview_job(context, SESSION)
 
 
-class DST3D_OT_export_dataset(_GenerationOperator, bpy.types.Operator):
+class DST3D_OT_export_dataset(JobOperator, bpy.types.Operator):
     """Render the selected models' views into the dataset folder, then generate their images in the worker"""
 
     bl_idname = "dst3d.export_dataset"
@@ -233,7 +234,7 @@ def draw_job(layout: bpy.types.UILayout, kind: type) -> bool:
     if job is None or job.done or not isinstance(job, kind):
         return False
     row = layout.row(align=True)
-    row.progress(factor=job.progress, text=job.status[:80])
+    versions.progress_bar(row, job.progress, job.status[:80])
     row.operator(DST3D_OT_cancel_generation.bl_idname, text="", icon="CANCEL")
     return True
 

@@ -10,6 +10,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..core.cad_files import SUPPORTED
 from ..core.errors import Dst3dError
+from ..core.synsets import synset_name
 from .cad_import import PROP_MODEL, PROP_PATH, import_cad
 from .model import SAMPLE_CLASS, SAMPLE_MODEL, target_object
 from .properties import AXIS_ITEMS
@@ -54,7 +55,10 @@ def add_model(
         )
     obj = model.object
     settings = obj.dst3d
-    settings.class_name = class_name.strip() or "object"
+    name = class_name.strip()
+    if name in ("", "object"):  # the default: a known synset names the class ("airliner")
+        name = synset_name(synset.strip()) or "object"
+    settings.class_name = name
     settings.synset = synset.strip()
     settings.forward, settings.up = forward, up
     settings.azimuth_offset, settings.elevation_offset = azimuth_offset, elevation_offset
@@ -156,8 +160,11 @@ class DST3D_OT_realign(bpy.types.Operator):
             self.report({"ERROR"}, panel_text(exc))  # the old object stays as it was
             return {"CANCELLED"}
         obj.matrix_world = old.matrix_world.copy()
-        for key in ("prompt", "negative_prompt", "captions_file"):
+        for key in ("prompt", "negative_prompt", "captions_file", "prompt_writer", "prompt_count"):
             setattr(obj.dst3d, key, getattr(s, key))
+        for item in s.prompts:
+            obj.dst3d.prompts.add().text = item.text
+        obj.dst3d.prompt_index = s.prompt_index
         name, mesh = old.name, old.data
         bpy.data.objects.remove(old, do_unlink=True)
         if mesh is not None and mesh.users == 0:

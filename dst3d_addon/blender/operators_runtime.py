@@ -17,6 +17,7 @@ from ..generation.runtime_setup import (
     parse_check,
     setup_steps,
 )
+from . import redraw, versions
 from .preferences import SETUP_LOG, get_preferences, managed_env_dir, worker_python
 from .wording import panel_text
 
@@ -33,7 +34,7 @@ ACTIVE = _Active()
 
 def online_problem() -> str | None:
     """Why setting up may not download anything now (Blender's online access is off), or None."""
-    if not bpy.app.online_access:
+    if not versions.online_access():
         return (
             "Blender's online access is off (Preferences > System > Network > Allow Online Access): "
             "allow it to download torch, or choose an Existing Python"
@@ -42,18 +43,15 @@ def online_problem() -> str | None:
 
 
 def setup_job(torch_build: str) -> StepJob:
-    """The managed environment's setup job (in the extension's user folder)."""
+    """The managed environment's setup job (in dst3d's user folder)."""
     env = managed_env_dir(create=True)
-    if env is None:
-        raise RuntimeSetupError("the managed worker environment needs dst3d installed as an extension")
     return StepJob(setup_steps(env, torch_build), env.parent / SETUP_LOG)
 
 
 def check_job(prefs: bpy.types.AddonPreferences) -> StepJob:
     """A job that imports torch, diffusers and transformers in the configured worker Python."""
     python = worker_python(prefs)
-    env = managed_env_dir(create=True)
-    log = (env.parent if env is not None else python.parent) / "worker-check.log"
+    log = managed_env_dir(create=True).parent / "worker-check.log"
     return StepJob([check_step(python)], log)
 
 
@@ -114,8 +112,10 @@ class _StepJobOperator:
             job.cancel()
         elif event.type != "TIMER":
             return {"PASS_THROUGH"}
+        status = job.status
         if not job.poll():
-            _redraw(context)
+            if job.status != status:
+                redraw.sidebars(context)
             return {"RUNNING_MODAL"}
         line = finish(job, get_preferences(context))
         self.report({"INFO"} if job.state == "done" else {"ERROR"}, line)
@@ -125,15 +125,8 @@ class _StepJobOperator:
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
-        _redraw(context)
+        redraw.sidebars(context)
         return result
-
-
-def _redraw(context: bpy.types.Context) -> None:
-    for window in context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in ("PREFERENCES", "VIEW_3D"):
-                area.tag_redraw()
 
 
 class DST3D_OT_setup_runtime(_StepJobOperator, bpy.types.Operator):
@@ -188,7 +181,7 @@ def draw_progress(layout: bpy.types.UILayout) -> bool:
     if job is None or job.done:
         return False
     row = layout.row(align=True)
-    row.progress(factor=job.progress, text=job.status[:80])
+    versions.progress_bar(row, job.progress, job.status[:80])
     row.operator(DST3D_OT_cancel_runtime_job.bl_idname, text="", icon="CANCEL")
     return True
 

@@ -17,9 +17,11 @@ from .export_job import ExportJob
 from .generate_session import SESSION
 from .model import target_object
 from .operators_generate import draw_job, export_problem, last_line, preview_problem
+from .operators_prompts import write_problem
 from .operators_runtime import draw_progress
 from .preferences import ADDON_PACKAGE, get_preferences, model_choice, runtime_problem
 from .preview_job import PREVIEW_IMAGE_NAME, PreviewJob
+from .prompts_job import PromptsJob
 from .properties import preset_values
 from .wording import panel_text
 
@@ -72,6 +74,7 @@ class DST3D_PT_object(_Panel, bpy.types.Panel):
         col.prop(s, "prompt")
         col.prop(s, "negative_prompt")
         col.prop(s, "captions_file")
+        _draw_prompt_list(layout, context, obj)
         box = layout.box()
         box.label(text="Alignment")
         col = box.column()
@@ -81,6 +84,41 @@ class DST3D_PT_object(_Panel, bpy.types.Panel):
         col.prop(s, "azimuth_offset")
         col.prop(s, "elevation_offset")
         box.operator("dst3d.realign", icon="FILE_REFRESH")
+
+
+class DST3D_UL_prompts(bpy.types.UIList):
+    """An object's prompt list: each prompt editable in place."""
+
+    bl_idname = "DST3D_UL_prompts"
+
+    def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_prop, _index=0, _flt=0):
+        layout.prop(item, "text", text="", emboss=False)
+
+
+def _draw_prompt_list(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+    """The object's prompts: the list (Preview uses the selected one), add, remove, dice, Write Prompts."""
+    s = obj.dst3d
+    box = layout.box()
+    box.label(text=f"Prompts ({len(s.prompts)})" if len(s.prompts) else "Prompts (empty: the prompt above)")
+    row = box.row()
+    row.template_list(DST3D_UL_prompts.bl_idname, "", s, "prompts", s, "prompt_index", rows=3)
+    col = row.column(align=True)
+    col.operator("dst3d.prompt_add", text="", icon="ADD")
+    col.operator("dst3d.prompt_remove", text="", icon="REMOVE")
+    col.separator()
+    col.operator("dst3d.roll_prompt", text="", icon="FILE_REFRESH")
+    if draw_job(box, PromptsJob):
+        return
+    row = box.row(align=True)
+    row.prop(s, "prompt_writer", text="")
+    row.prop(s, "prompt_count")
+    problem = write_problem(context)
+    if problem is not None and SESSION.busy:
+        _why(box, problem[0])
+    if s.prompt_writer == "llm" and runtime_problem(context) is not None:
+        _why(box, "The LLM writer needs a worker Python (Preferences > DST3D)")
+    box.operator("dst3d.write_prompts", icon="TEXT")
+    _draw_line(box, ("Write Prompts",))
 
 
 class DST3D_PT_camera_pose(_Panel, bpy.types.Panel):
@@ -264,4 +302,11 @@ class DST3D_PT_export(_Panel, bpy.types.Panel):
         layout.operator("dst3d.dataset_pictures", icon="IMAGE_DATA")
 
 
-classes = (DST3D_PT_object, DST3D_PT_camera_pose, DST3D_PT_control, DST3D_PT_generate, DST3D_PT_export)
+classes = (
+    DST3D_UL_prompts,
+    DST3D_PT_object,
+    DST3D_PT_camera_pose,
+    DST3D_PT_control,
+    DST3D_PT_generate,
+    DST3D_PT_export,
+)

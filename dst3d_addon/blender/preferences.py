@@ -14,6 +14,8 @@ from bpy.props import EnumProperty, StringProperty
 from ..core.generation_settings import DTYPES, PIPELINE_PRESETS
 from ..generation.runtime_setup import RuntimeSetupError, env_python
 from ..generation.worker_env import DEVICES
+from ..prompting.llm_source import DEFAULT_LLM, TINY_LLM
+from . import versions
 from .wording import panel_text
 
 #: The extension's top package: this module is <top>.dst3d_addon.blender.preferences.
@@ -106,6 +108,12 @@ class DST3D_AddonPreferences(bpy.types.AddonPreferences):
         items=[(name, name if name != "auto" else "Auto", text) for name, text in DTYPES.items()],
         default="auto",
     )
+    llm_model: StringProperty(
+        name="Prompt LLM",
+        default=DEFAULT_LLM,
+        description=f"The language model Write Prompts (LLM) runs in the worker: a hub id, a local folder, "
+        f"or '{TINY_LLM}' (random weights, for tests)",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -118,11 +126,9 @@ class DST3D_AddonPreferences(bpy.types.AddonPreferences):
             row = box.row()
             row.operator("dst3d.setup_runtime", icon="IMPORT")
             row.operator("dst3d.check_runtime", icon="CHECKMARK")
-            if not bpy.app.online_access:
+            if not versions.online_access():
                 box.label(text="Online access is off (Preferences > System): setup needs it", icon="ERROR")
-            env = managed_env_dir(create=False)
-            if env is not None:
-                box.label(text=f"Folder: {env}")
+            box.label(text=f"Folder: {managed_env_dir(create=False)}")
         else:
             box.prop(self, "python_path")
             box.operator("dst3d.check_runtime", icon="CHECKMARK")
@@ -139,6 +145,7 @@ class DST3D_AddonPreferences(bpy.types.AddonPreferences):
         row = box.row()
         row.prop(self, "device")
         row.prop(self, "precision")
+        box.prop(self, "llm_model")
 
 
 def get_preferences(context: bpy.types.Context | None = None) -> DST3D_AddonPreferences:
@@ -152,13 +159,9 @@ def get_preferences(context: bpy.types.Context | None = None) -> DST3D_AddonPref
     return addon.preferences
 
 
-def managed_env_dir(create: bool = False) -> Path | None:
-    """The managed environment's folder in the extension's user folder (None outside an extension)."""
-    try:
-        base = bpy.utils.extension_path_user(ADDON_PACKAGE, create=create)
-    except ValueError:
-        return None
-    return Path(base) / MANAGED_ENV
+def managed_env_dir(create: bool = False) -> Path:
+    """The managed environment's folder in dst3d's user folder (versions.user_folder)."""
+    return versions.user_folder(ADDON_PACKAGE, create=create) / MANAGED_ENV
 
 
 def worker_python(prefs: DST3D_AddonPreferences) -> Path:
@@ -172,10 +175,7 @@ def worker_python(prefs: DST3D_AddonPreferences) -> Path:
                 f"worker Python {path}: not an executable file (Preferences > DST3D > Python)"
             )
         return path
-    env = managed_env_dir(create=False)
-    if env is None:
-        raise RuntimeSetupError("the managed worker environment needs dst3d installed as an extension")
-    python = env_python(env)
+    python = env_python(managed_env_dir(create=False))
     if not python.is_file():
         raise RuntimeSetupError("the worker environment is not set up yet: press Set Up Worker Runtime")
     return python

@@ -29,6 +29,7 @@ from .control_preview import image_array, render_control, show_image
 from .generate_session import WorkerSession, worker_config
 from .model import target_object
 from .preferences import get_preferences, model_choice
+from .prompts_job import object_prompts
 from .properties import generation_settings
 
 PREVIEW_IMAGE_NAME = "DST3D Preview"
@@ -90,6 +91,7 @@ class PreviewJob:
     """One preview image in the worker: progress, step previews, the result, or one-line error."""
 
     title = "Preview"
+    image_name = PREVIEW_IMAGE_NAME
 
     def __init__(
         self,
@@ -194,40 +196,43 @@ class PreviewJob:
         self.state, self.message, self.status = state, message, message
 
     # ---------------------------------------------------------------------------------- Blender side
-    def apply_to_blender(self, context: bpy.types.Context) -> None:
-        """On the main thread: show the newest step preview, the result, or put the old image back."""
+    def apply_to_blender(self, context: bpy.types.Context) -> bool:
+        """On the main thread: show the newest step preview, the result, or put the old image back.
+        True when the image changed (the viewports showing it need a redraw)."""
         camera = bpy.data.objects.get(self.camera_name)
         if self.state == "done":
             if self._applied_end:
-                return
+                return False
             self._applied_end = True
             rgb = read_rgb(self.item["output"])
             if rgb is None:
                 self._end("failed", f"{self.item['output']}: the worker's image cannot be read")
                 self._restore(camera)
-                return
+                return True
             image = put_image(PREVIEW_IMAGE_NAME, rgb, pack=True)
             if camera is not None and camera.type == "CAMERA":
                 set_camera_background(camera, image)
             self._shown = show_image(context, image)
-            return
+            return True
         if self.done:
             if not self._applied_end:
                 self._applied_end = True
                 self._restore(camera)
-            return
+                return True
+            return False
         path, step = self.job.preview, self.job.preview_step
         if path is None or step <= self._applied_step:
-            return
+            return False
         rgb = read_rgb(path)
         if rgb is None:
-            return
+            return False
         self._applied_step = step
         if rgb.shape[:2] != (self.height, self.width):  # latent previews are 1/8 of the size
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         image = put_image(PREVIEW_IMAGE_NAME, rgb)
         if camera is not None and camera.type == "CAMERA":
             set_camera_background(camera, image)
+        return True
 
     def _restore(self, camera: bpy.types.Object | None) -> None:
         """After a failure or cancel: the image as it was before this job (or no image at all)."""
@@ -257,7 +262,9 @@ def make_preview_job(context: bpy.types.Context, session: WorkerSession) -> Prev
     prefs = get_preferences(context)
     pipeline, controlnet = model_choice(prefs)
     settings = generation_settings(scene, obj, pipeline, controlnet, prefs.precision)
-    prompts = PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
+    prompts = object_prompts(
+        obj, PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
+    )
     edges = render_control(scene, obj, camera, scene.dst3d.edges)
     height, width = edges.shape[:2]
     width, height = settings.width or width, settings.height or height

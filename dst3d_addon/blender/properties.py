@@ -1,12 +1,21 @@
 """dst3d's settings, saved with the .blend: `scene.dst3d` (sampling, control image, generation,
-export, and the live camera pose) and `object.dst3d` (class, prompts, alignment)."""
+export, and the live camera pose) and `object.dst3d` (class, prompts and the prompt list,
+alignment)."""
 
 import contextlib
 import math
 from dataclasses import replace
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from ..core.camera import Pose
 from ..core.generation_settings import DEFAULT_GENERATION_PRESET, GENERATION_PRESETS, GenerationSettings
@@ -21,6 +30,7 @@ from ..core.render_settings import (
     MAX_RESOLUTION,
 )
 from ..core.sampling import STRATEGIES
+from ..prompting.stage import MAX_PROMPTS
 
 AXIS_ITEMS = [(a, a, f"The model's {a} axis") for a in AXES]
 _EDGE_TEXT = {
@@ -189,6 +199,12 @@ class DST3D_SceneSettings(bpy.types.PropertyGroup):
     )  # fmt: skip
 
 
+class DST3D_PromptItem(bpy.types.PropertyGroup):
+    """One prompt of an object's list (a template: {class} and {synset} are filled in)."""
+
+    text: StringProperty(name="Prompt", description="A prompt; {class} and {synset} are filled in")
+
+
 class DST3D_ObjectSettings(bpy.types.PropertyGroup):
     """Per-model settings: class, prompts, alignment."""
 
@@ -203,6 +219,25 @@ class DST3D_ObjectSettings(bpy.types.PropertyGroup):
         subtype="FILE_PATH",
         description="Captions file (csv, jsonl, json, txt): replaces the prompt",
     )
+    prompts: CollectionProperty(type=DST3D_PromptItem, name="Prompts")
+    prompt_index: IntProperty(
+        name="Prompt",
+        default=0,
+        min=0,
+        description="The prompt Generate Preview uses (the dice picks another)",
+    )
+    prompt_writer: EnumProperty(
+        name="Writer",
+        items=[
+            ("templates", "Templates", "Sentences from word lists (instant)"),
+            ("llm", "LLM", "A local language model in the worker Python (Preferences > DST3D > Prompt LLM)"),
+        ],
+        default="templates",
+        description="What Write Prompts uses",
+    )
+    prompt_count: IntProperty(
+        name="Count", default=20, min=1, max=MAX_PROMPTS, description="Prompts Write Prompts writes"
+    )
     forward: EnumProperty(
         name="Forward", items=AXIS_ITEMS, default="-Y", description="Where the model's front points"
     )
@@ -212,23 +247,34 @@ class DST3D_ObjectSettings(bpy.types.PropertyGroup):
 
 
 def generation_settings(
-    scene: bpy.types.Scene, obj: bpy.types.Object, pipeline: str, controlnet: str | None, dtype: str
+    scene: bpy.types.Scene,
+    obj: bpy.types.Object | None,
+    pipeline: str,
+    controlnet: str | None,
+    dtype: str,
 ) -> GenerationSettings:
     """The GenerationSettings of one model: the scene's preset and overrides, the object's prompts.
 
     `pipeline`/`controlnet`/`dtype` come from the preferences (preferences.model_choice). Width and
-    height are left to the control image's size. SettingsError names the bad setting.
+    height are left to the control image's size. Without an object (an export, whose models'
+    prompts go into the dataset's prompts.jsonl) the prompts are 3D-DST's defaults, as the batch
+    script's, so `dst3d_batch.py generate --out DIR` alone resumes the export. SettingsError names
+    the bad setting.
     """
-    s, o = scene.dst3d, obj.dst3d
+    s = scene.dst3d
     overrides: dict = {
         "pipeline": pipeline,
         "controlnet": controlnet,
         "dtype": dtype,
         "seed": int(s.generation_seed),
-        "prompt": o.prompt,
-        "negative_prompt": o.negative_prompt,
-        "captions": bpy.path.abspath(o.captions_file) if o.captions_file.strip() else None,
     }
+    if obj is not None:
+        o = obj.dst3d
+        overrides.update(
+            prompt=o.prompt,
+            negative_prompt=o.negative_prompt,
+            captions=bpy.path.abspath(o.captions_file) if o.captions_file.strip() else None,
+        )
     if s.override_preset:
         overrides.update(steps=int(s.steps), guidance=float(s.guidance), control_scale=float(s.control_scale))
     return _settings_from_preset(s.generation_preset, **overrides)
@@ -239,7 +285,7 @@ def preset_values(name: str) -> dict:
     return {k: GENERATION_PRESETS[name][k] for k in ("steps", "guidance", "control_scale")}
 
 
-classes = (DST3D_SceneSettings, DST3D_ObjectSettings)
+classes = (DST3D_SceneSettings, DST3D_PromptItem, DST3D_ObjectSettings)
 
 
 def register() -> None:

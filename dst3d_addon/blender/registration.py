@@ -7,6 +7,7 @@ from . import (
     operators_generate,
     operators_model,
     operators_pictures,
+    operators_prompts,
     operators_runtime,
     operators_view,
     panels,
@@ -22,6 +23,7 @@ classes: tuple[type, ...] = (
     *operators_runtime.classes,
     *operators_generate.classes,
     *operators_pictures.classes,
+    *operators_prompts.classes,
     *panels.classes,
 )
 

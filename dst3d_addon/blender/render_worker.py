@@ -69,6 +69,15 @@ def _model_key(job: ModelJob) -> tuple:
 
 def serve(stdin: BinaryIO, channel: Channel) -> int:
     """Run tasks until told to exit or stdin closes; returns the process exit code."""
+    # The worker's log says which Blender and numpy rendered (a binary or the bpy module).
+    import numpy
+
+    kind = "bpy module" if bpy.app.binary_path in ("", sys.executable) else bpy.app.binary_path
+    print(
+        f"dst3d render worker: Blender {bpy.app.version_string} ({kind}), numpy {numpy.__version__}",
+        file=sys.stderr,
+        flush=True,
+    )
     settings: RenderSettings | None = None
     out = Path(".")
     threads: int | None = None
@@ -106,7 +115,8 @@ def serve(stdin: BinaryIO, channel: Channel) -> int:
                 record = render_view(out, settings, job, int(view), loaded.mesh, loaded.render)
                 channel.send({"type": "view", "record": record})
         except Dst3dError as exc:
-            channel.send({"type": "model_error", "model_id": job.model_id, "error": str(exc)})
+            error = str(exc) if job.cad_path in str(exc) else f"{job.cad_path}: {exc}"
+            channel.send({"type": "model_error", "model_id": job.model_id, "error": error})
         except Exception as exc:  # report, log the traceback, and go on with the next task
             traceback.print_exc(file=sys.stderr)
             error = f"{job.cad_path}: rendering failed: {type(exc).__name__}: {exc}".splitlines()[0]

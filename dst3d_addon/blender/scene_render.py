@@ -57,6 +57,13 @@ _SCENE_OWNER: dict[int, int] = {}
 _RENDERABLE = {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "CURVES", "GREASEPENCIL"}
 
 
+def has_denoiser() -> bool:
+    """Whether this Blender's Cycles has OpenImageDenoise (Debian's Blender 3.4 is built without it)."""
+    import _cycles  # Cycles' own module, there once the Cycles add-on is (it always is)
+
+    return bool(getattr(_cycles, "with_openimagedenoise", False))
+
+
 class SceneRenderError(Dst3dError, ValueError):
     """A render option or scene that SceneRenderer cannot use; the message names it."""
 
@@ -202,7 +209,13 @@ class SceneRenderer:
         cycles.samples = samples
         cycles.use_adaptive_sampling = True
         cycles.use_denoising = denoise
-        cycles.denoiser = "OPENIMAGEDENOISE"
+        if denoise:
+            if not has_denoiser():
+                raise SceneRenderError(
+                    f"Blender {bpy.app.version_string} was built without OpenImageDenoise, which the "
+                    "shaded render (3D-DST's recipe) denoises with: use a Blender that has it"
+                )
+            cycles.denoiser = "OPENIMAGEDENOISE"
         cycles.diffuse_bounces = 1
         cycles.glossy_bounces = 1
         cycles.transparent_max_bounces = 3
@@ -309,7 +322,8 @@ def _world(name: str, grey: float, strength: float) -> bpy.types.World:
     """A uniform world (Cycles reads its Background node)."""
     world = bpy.data.worlds.get(name) or bpy.data.worlds.new(name)
     world.color = (grey, grey, grey)
-    world.use_nodes = True
+    if world.node_tree is None:  # Blender 5.0 gives every world its nodes (use_nodes is deprecated)
+        world.use_nodes = True
     nodes = world.node_tree.nodes
     nodes.clear()
     background = nodes.new("ShaderNodeBackground")
@@ -330,7 +344,8 @@ def _area_light(scene: bpy.types.Scene) -> bpy.types.Object:
     data.energy = DST3D_LIGHT_ENERGY
     data.color = (1.0, 1.0, 1.0)
     data.spread = np.pi  # Blender's default, as in 3.2
-    data.normalize = True  # power spread over the (scaled) area, as 3.2 always did
+    if hasattr(data, "normalize"):  # Blender 4.0 made it an option; before, it always was
+        data.normalize = True  # power spread over the (scaled) area, as 3.2 always did
     obj = bpy.data.objects.get(_LIGHT_NAME)
     if obj is None or obj.type != "LIGHT":
         obj = bpy.data.objects.new(_LIGHT_NAME, data)

@@ -2,8 +2,8 @@
 
 `tools/dst3d_batch.py` (also under `blender -b -P`) and the `dst3d` command call `main`. Each
 stage's options and door live in a module of their own: `render.py` (and its process pool,
-`render_pool.py`), `generate.py` (generate and run), `kcf.py` (kcf, filter, report), `export.py`,
-`sheet.py` (pictures of a dataset), `eval.py`; the option
+`render_pool.py`), `generate.py` (generate and run), `kcf.py` (kcf, filter, report), `prompts.py`,
+`export.py`, `sheet.py` (pictures of a dataset), `eval.py`; the option
 types and the batch script's words for settings are in `options.py`. Nothing here renders,
 trains or generates: the doors parse, call the stage's run, and print one line per outcome.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import __version__
 from ..core.errors import Dst3dError
 from . import eval as eval_door
-from . import export, kcf, sheet
+from . import export, kcf, prompts, sheet
 from .generate import add_generation_options, run_all, run_generate
 from .options import PROG, Parser, UsageError, fail, join_dash_values
 from .render import add_render_options, run_render, run_worker
@@ -54,6 +54,7 @@ def build_parser() -> Parser:
     add_render_options(run)
     add_generation_options(run, common=False)
     kcf.add_parsers(stages)
+    prompts.add_parser(stages)
     export.add_parser(stages)
     sheet.add_parser(stages)
     eval_door.add_parser(stages)
@@ -83,7 +84,7 @@ def main(argv: Sequence[str], script: Path | None = None) -> int:
             return run_all(args, script)
         if args.stage in kcf.STAGES:
             return kcf.STAGES[args.stage](args)
-        for door in (export, sheet, eval_door):
+        for door in (prompts, export, sheet, eval_door):
             if args.stage in door.STAGES:
                 return door.STAGES[args.stage](args)
         raise UsageError(f"unknown stage {args.stage!r}")

@@ -18,6 +18,13 @@ from ..kcf.run import check_python
 from .kcf import add_execution_options, add_training_options, training_from_args
 from .options import cli_text, fail, say
 
+#: eval trains with 3D-DST's recipe (kcf/recipes.py PRETRAINED) wherever an option is not given.
+EVAL_DEFAULTS = {
+    "recipe": "3D-DST's: 30 epochs, batch 32, 256 px, SGD lr 0.01",
+    "backbone": "default: resnet-50 (3D-DST)",
+    "pretrained": "Random initialisation, with a warning, when they cannot be had",
+}
+
 
 def add_parser(stages: argparse._SubParsersAction) -> None:
     """Add the eval stage to the batch script's sub-parsers."""
@@ -71,7 +78,7 @@ def add_parser(stages: argparse._SubParsersAction) -> None:
     add_training_options(
         e.add_argument_group("training"),
         seed_help="initialisation, batch order and augmentation derive from it",
-        epochs_help="epochs (default 30)",
+        defaults=EVAL_DEFAULTS,
     )
     x = e.add_argument_group("execution")
     add_execution_options(x)
@@ -127,7 +134,7 @@ def metrics_line(name: str, m: dict) -> str:
 
 def run_eval(args: argparse.Namespace) -> int:
     """The eval stage; returns the exit code (bad input raises and gives 2; a failed worker gives 1)."""
-    training = training_from_args(args)
+    training, _ = training_from_args(args)
     sides = {}
     for side in ("train", "test"):
         sides[side] = open_source(

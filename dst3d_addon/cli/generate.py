@@ -9,7 +9,7 @@ import os
 import shlex
 from pathlib import Path
 
-from ..core.dataset import DATASET_JSON, Dataset
+from ..core.dataset import ANNOTATIONS, DATASET_JSON, Dataset
 from ..core.generation_plan import MAX_IMAGES_PER_VIEW
 from ..core.generation_settings import (
     DEFAULT_GENERATION_PRESET,
@@ -23,6 +23,7 @@ from ..core.generation_settings import (
     settings_from_preset,
 )
 from ..core.progress import Progress, format_duration
+from ..core.prompt_table import PROMPTS_FILE, load_prompt_file, merge_prompt_file
 from ..core.prompts import PAPER_PROMPT, PromptSource
 from ..core.render_plan import Shard
 from ..generation.client import WorkerClient, WorkerConfig
@@ -76,6 +77,12 @@ def add_generation_options(g: argparse.ArgumentParser, common: bool) -> None:
         metavar="FILE",
         help="captions per class or synset (.csv/.jsonl) or one prompt a line (.txt); each image's is "
         "chosen from its seed",
+    )
+    p.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="prompts and negative prompts per class, synset or model id (.json or .csv), written into "
+        "the dataset's prompts.jsonl; each image's prompt is chosen from its model's, else its class's",
     )
     x = g.add_argument_group("generation run")
     x.add_argument(
@@ -141,8 +148,9 @@ def generation_settings_from_args(args: argparse.Namespace) -> GenerationSetting
     """GenerationSettings from the parsed options (a preset with overrides)."""
     _check_model_path("--pipeline", args.pipeline)
     _check_model_path("--controlnet", args.controlnet)
-    if args.captions is not None and not Path(args.captions).is_file():
-        raise UsageError(f"--captions {args.captions}: no such file")
+    for option, value in (("--captions", args.captions), ("--prompts", args.prompts)):
+        if value is not None and not Path(value).is_file():
+            raise UsageError(f"{option} {value}: no such file")
     return settings_from_preset(
         args.preset,
         pipeline=args.pipeline,
@@ -230,6 +238,8 @@ def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) ->
             say(f"dst3d generate: using {', '.join(taken)} as the skipped run gave them (dataset.json)")
     settings = generation_settings_from_args(args)
     prompts = PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
+    if args.prompts is not None and (Path(args.out) / ANNOTATIONS).is_file():
+        merge_prompts(Path(args.out), args.prompts)
     options = RunOptions(
         images_per_view=args.images_per_view,
         batch_size=args.batch_size,
@@ -297,8 +307,23 @@ def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) ->
     return 0
 
 
+def merge_prompts(out: Path, path: str) -> None:
+    """Write a --prompts file's groups into the dataset's prompts.jsonl (PromptError: nothing written)."""
+    groups, unmatched = merge_prompt_file(out, load_prompt_file(path), f"file:{Path(path).name}")
+    for line in unmatched:
+        say(f"dst3d generate: warning: --prompts {line}; left out")
+    count = sum(len(g.prompts) for g in groups)
+    say(
+        f"dst3d generate: --prompts {path}: {count} prompts for {len(groups)} classes or models -> {out / PROMPTS_FILE}"
+    )
+
+
 def run_all(args: argparse.Namespace, script: Path | None) -> int:
     """The `run` stage: render, then generate (skipped with a message where it cannot run)."""
+    if args.prompts is not None:  # a bad prompt file is refused before anything is rendered
+        if not Path(args.prompts).is_file():
+            raise UsageError(f"--prompts {args.prompts}: no such file")
+        load_prompt_file(args.prompts)
     code = run_render(args, script)
     if code != 0:
         return code

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..core.progress import Progress, format_duration
 from ..generation.worker_env import default_python
+from ..kcf.learning import judge_images
+from ..kcf.recipes import PRETRAINED, RECIPE_FIELDS
 from ..kcf.report import write_report
 from ..kcf.run import KcfOptions, KcfRun, apply_filter, check_python, plan_kcf
 from ..kcf.settings import BACKBONES, GROUP_BY, IMAGE_KINDS, OPTIMIZERS, KcfSettings, default_pretrained
@@ -48,10 +50,22 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         default="view",
         help="keep all images of one view (default) or one CAD model in the same fold",
     )
-    add_training_options(
-        k.add_argument_group("training"),
-        seed_help="folds, initialisation and batch order derive from it",
-        epochs_help="epochs per fold (default 30)",
+    t = k.add_argument_group("training")
+    add_training_options(t, seed_help="folds, initialisation and batch order derive from it")
+    t.add_argument(
+        "--train-renders",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train each fold also on the renders of every view (exact labels), scoring only the held-out "
+        "images (default: on, unless the renders are what is judged)",
+    )
+    t.add_argument(
+        "--skip-worst",
+        type=finite_float("--skip-worst"),
+        default=0.25,
+        metavar="F",
+        help="after a third of the epochs, train on no judged image whose loss is among the worst F "
+        "(most likely the wrong ones; default 0.25, 0 = off; renders are always trained on)",
     )
     x = k.add_argument_group("execution")
     add_execution_options(x)
@@ -78,6 +92,11 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         help="keep the F lowest-scoring images",
     )
     rule.add_argument("--max-score", type=finite_float("--max-score"), metavar="S", help="keep scores <= S")
+    f.add_argument(
+        "--force",
+        action="store_true",
+        help="cut even when kcf.json says the estimators did not learn (the cut is then random)",
+    )
     f.add_argument(
         "--per-class",
         action=argparse.BooleanOptionalAction,
@@ -109,39 +128,55 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
     )
 
 
-def add_training_options(t: argparse._ArgumentGroup, *, seed_help: str, epochs_help: str) -> None:
-    """The pose estimator's training options (kcf and eval train the same estimator)."""
+#: What kcf's help says of the options it leaves to its recipes (eval says its own).
+KCF_DEFAULTS = {
+    "recipe": "the recipe's",
+    "backbone": "default: resnet-50 (3D-DST) with ImageNet weights, resnet-tiny without",
+    "pretrained": "Where none can be had, the options not given follow the recipe that learns from scratch",
+}
+
+
+def add_training_options(
+    t: argparse._ArgumentGroup, *, seed_help: str, defaults: dict[str, str] = KCF_DEFAULTS
+) -> None:
+    """The pose estimator's training options (kcf and eval train the same estimator). Those left out
+    are None: a recipe (kcf/recipes.py) fills them; `defaults` words that in the help."""
+    recipe = defaults["recipe"]
     t.add_argument(
-        "--epochs",
-        type=positive_int("--epochs", most=10_000),
-        default=30,
-        help=epochs_help,
+        "--epochs", type=positive_int("--epochs", most=10_000), default=None, help=f"default: {recipe}"
     )
     t.add_argument(
-        "--batch-size", type=positive_int("--batch-size", most=4096), default=32, help="default 32"
+        "--batch-size", type=positive_int("--batch-size", most=4096), default=None, help=f"default: {recipe}"
     )
     t.add_argument(
         "--image-size",
         type=positive_int("--image-size", most=2048),
-        default=256,
+        default=None,
         metavar="PX",
-        help="default 256",
+        help=f"default: {recipe}",
     )
-    t.add_argument("--lr", type=positive_float("--lr"), default=0.01, help="learning rate (default 0.01)")
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="sgd (default, as 3D-DST) or adamw")
+    t.add_argument(
+        "--lr", type=positive_float("--lr"), default=None, help=f"learning rate (default: {recipe})"
+    )
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="sgd (as 3D-DST) or adamw")
     t.add_argument(
         "--momentum", type=finite_float("--momentum"), default=0.9, help="SGD momentum (default 0.9)"
     )
-    t.add_argument("--weight-decay", type=finite_float("--weight-decay"), default=1e-4, help="default 1e-4")
     t.add_argument(
-        "--backbone", choices=list(BACKBONES), default="resnet-50", help="default resnet-50 (3D-DST)"
+        "--weight-decay", type=finite_float("--weight-decay"), default=None, help=f"default: {recipe} (1e-4)"
+    )
+    t.add_argument(
+        "--backbone",
+        choices=list(BACKBONES),
+        default=None,
+        help=defaults["backbone"],
     )
     t.add_argument(
         "--pretrained",
         default="auto",
         metavar="ID|PATH|none",
-        help="ImageNet weights: a hub id or a local folder (default: microsoft/resnet-N for --backbone); "
-        "random initialisation, with a warning, when they cannot be had",
+        help="ImageNet weights: a hub id or a local folder (default: microsoft/resnet-N for --backbone). "
+        + defaults["pretrained"],
     )
     t.add_argument(
         "--augment",
@@ -178,40 +213,48 @@ def add_execution_options(x: argparse._ArgumentGroup) -> None:
     )
 
 
-def training_from_args(args: argparse.Namespace, **fields: object) -> KcfSettings:
-    """KcfSettings from the training options, and `fields` (a bad value raises the cli's UsageError)."""
+def training_from_args(args: argparse.Namespace, **fields: object) -> tuple[KcfSettings, frozenset[str]]:
+    """KcfSettings from the training options and `fields`, the recipe's fields filling the options
+    not given (the pretrained recipe, until the run chooses: kcf/run.py's `choose_settings`), and
+    the names of those left to the recipe. A bad value raises the cli's UsageError."""
+    auto = {name for name in RECIPE_FIELDS if getattr(args, name) is None}
     pretrained = args.pretrained
     if pretrained == "auto":
-        pretrained = default_pretrained(args.backbone)
+        auto.add("pretrained")
+        pretrained = default_pretrained(args.backbone or PRETRAINED["backbone"])
     elif pretrained.lower() == "none":
         pretrained = None
     elif pretrained.startswith(("/", ".", "~")) and not Path(pretrained).expanduser().exists():
         raise UsageError(f"--pretrained {pretrained}: no such file or folder")
+    given = {name: getattr(args, name) for name in RECIPE_FIELDS if getattr(args, name) is not None}
     try:
-        return KcfSettings(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            image_size=args.image_size,
-            lr=args.lr,
-            optimizer=args.optimizer,
+        settings = KcfSettings(
             momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            backbone=args.backbone,
             pretrained=pretrained,
             seed=args.seed,
             augment=args.augment,
             label_sigma=args.label_sigma,
+            **{**PRETRAINED, **given},
             **fields,  # type: ignore[arg-type]
         )
     except ValueError as err:
         raise UsageError(cli_text(err)) from None
+    return settings, frozenset(auto)
 
 
-def settings_from_args(args: argparse.Namespace) -> KcfSettings:
-    """KcfSettings from the kcf stage's options (a bad combination raises the cli's UsageError)."""
-    return training_from_args(
-        args, folds=args.folds, images=args.images, group_by=args.group_by, classes=tuple(args.classes)
+def settings_from_args(args: argparse.Namespace) -> tuple[KcfSettings, frozenset[str]]:
+    """KcfSettings from the kcf stage's options, and the settings left for the run to choose (the
+    options not given: kcf/run.py's `choose_settings`). A bad combination raises UsageError."""
+    settings, auto = training_from_args(
+        args,
+        folds=args.folds,
+        images=args.images,
+        group_by=args.group_by,
+        classes=tuple(args.classes),
+        train_renders=bool(args.train_renders),
+        skip_worst=args.skip_worst,
     )
+    return settings, auto | ({"train_renders"} if args.train_renders is None else set())
 
 
 class _Lines:
@@ -243,9 +286,12 @@ class _Lines:
                 f"{msg['images_per_s']:.1f} images/s"
             )
         elif kind == "fold_done" and not quiet:
+            chance = msg.get("chance_pi_6")
+            chance_text = f" (chance {100 * chance:.1f}%)" if isinstance(chance, (int, float)) else ""
             self._say(
                 f"dst3d kcf: fold {msg['fold']} done in {format_duration(msg['seconds'])}: "
-                f"accuracy {100 * msg['accuracy_pi_6']:.1f}% at pi/6, {100 * msg['accuracy_pi_18']:.1f}% at pi/18"
+                f"held-out accuracy {100 * msg['accuracy_pi_6']:.1f}% at pi/6{chance_text}, "
+                f"{100 * msg['accuracy_pi_18']:.1f}% at pi/18"
             )
 
 
@@ -257,7 +303,7 @@ def _stopped(message: str) -> int:
 
 def run_kcf(args: argparse.Namespace) -> int:
     """The kcf stage; returns the exit code."""
-    settings = settings_from_args(args)
+    settings, auto = settings_from_args(args)
     out = Path(args.out).expanduser()
     options = KcfOptions(
         python=check_python(args.python or default_python()),
@@ -266,7 +312,10 @@ def run_kcf(args: argparse.Namespace) -> int:
         amp=args.amp,
         save_weights=args.save_weights,
     )
-    plan = plan_kcf(out, settings, allow_mixed=args.allow_mixed)
+    plan = plan_kcf(out, settings, allow_mixed=args.allow_mixed, auto=auto)
+    settings = plan.settings
+    for note in plan.notes:
+        say(f"dst3d kcf: {note}")
     sizes = [plan.fold_size(f) for f in range(settings.folds)]
     say(
         f"dst3d kcf: {len(plan.items)} images ({settings.images}), {settings.folds} folds by {settings.group_by} "
@@ -296,18 +345,44 @@ def run_kcf(args: argparse.Namespace) -> int:
             return _stopped(f"the kcf worker ({options.python}) exited with code {code}; see {run.log}")
     content, path = run.finish()
     acc = content["accuracy"]
+    folds = ", ".join(
+        f"{100 * f['accuracy']['pi_6']:.0f}% (chance {100 * f['chance']:.0f}%)" for f in content["folds"]
+    )
     say(
         f"dst3d kcf: {len(plan.items)} images scored in {format_duration(time.monotonic() - start)}; held-out "
-        f"accuracy {100 * acc['pi_6']:.1f}% at pi/6, {100 * acc['pi_18']:.1f}% at pi/18 -> {path}"
+        f"accuracy {100 * acc['pi_6']:.1f}% at pi/6 (chance {100 * content['chance']:.1f}%), "
+        f"{100 * acc['pi_18']:.1f}% at pi/18; per fold at pi/6: {folds} -> {path}"
     )
+    if not content["learned"]:
+        say(f"dst3d kcf: WARNING: {not_learned_text(content, settings)}")
     return 0
+
+
+def not_learned_text(content: dict, settings: KcfSettings) -> str:
+    """The warning for estimators that did not learn: the figures, what it means, what to try."""
+    verdict = judge_images(content["images"])
+    figures = verdict.describe() if verdict is not None else "no figures"
+    tries = []
+    if any(f.get("initialisation") == "random" for f in content["folds"]):
+        tries.append("ImageNet weights (--pretrained PATH, a local folder)")
+    if settings.images != "renders" and not settings.train_renders:
+        tries.append("--train-renders")
+    tries += ["more views", "more --epochs"]
+    return (
+        f"the pose estimators did not learn ({figures}): the scores are noise, a cut on them would be "
+        f"random, and filter will refuse it (--force cuts anyway). Try {', '.join(tries)}"
+    )
 
 
 def run_filter(args: argparse.Namespace) -> int:
     """The filter stage: keep.jsonl from kcf.json (nothing else is touched but dataset.json)."""
     out = Path(args.out).expanduser()
     result = apply_filter(
-        out, keep_fraction=args.keep_fraction, max_score=args.max_score, per_class=args.per_class
+        out,
+        keep_fraction=args.keep_fraction,
+        max_score=args.max_score,
+        per_class=args.per_class,
+        force=args.force,
     )
     say(
         f"dst3d filter: kept {len(result.kept)} of {result.total} images "

@@ -27,6 +27,7 @@ from ..core.render_settings import (
     RenderSettings,
 )
 from ..core.sampling import DEG, STRATEGIES, Distance, SamplingSpec, parse_strategy
+from ..core.synsets import synset_name
 from ..core.worker_pipe import Channel
 from .options import (
     PROG,
@@ -209,7 +210,7 @@ def models_from_args(args: argparse.Namespace, missing: list[str] | None = None)
     for path in args.cad:
         models.append(
             ModelJob(
-                class_name=args.class_name or "object",
+                class_name=args.class_name or synset_name(args.synset) or "object",
                 model_id=model_id_from_path(path),
                 cad_path=str(path),
                 synset=args.synset,

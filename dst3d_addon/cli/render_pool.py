@@ -196,6 +196,8 @@ class RenderRun:
     def run(self) -> None:
         """Render everything; returns when every task is done or failed. Sorts the records at the end."""
         for _ in range(self.workers_wanted):
+            if not self.queue.has_work():  # models that failed their checks leave less to do
+                break
             self._start_worker()
         try:
             while self.workers:

@@ -194,9 +194,14 @@ def pose_from_matrix_world(matrix_world: np.ndarray) -> Pose:
 
 def camera_record(pose: Pose, intrinsics: Intrinsics) -> dict:
     """The `camera` object of an annotation record (dataset-format.md): intrinsics, `R` and `C` in
-    this module's convention, and the same extrinsics in OpenCV's form as `R_cv` and `t_cv`."""
+    this module's convention, and the same extrinsics in OpenCV's form as `R_cv` and `t_cv`.
+
+    The camera looks at the object origin, so `t_cv = -R_cv C` is (0, 0, distance) exactly; it is
+    written so rather than computed, whose first two entries are rounding noise (1e-16) that differs
+    between numpy builds and would make the same view's record bytes differ."""
     R, C = extrinsics(pose)
-    R_cv, t_cv = opencv_extrinsics(R, C)
+    R_cv, _ = opencv_extrinsics(R, C)
+    t_cv = np.array([0.0, 0.0, float(pose.distance)])
     record = intrinsics.as_record()
     record["R"] = R.tolist()
     record["C"] = C.tolist()

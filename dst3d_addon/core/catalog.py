@@ -46,6 +46,7 @@ from pathlib import Path
 from .errors import Dst3dError
 from .ids import sanitize_model_id
 from .render_plan import ModelJob
+from .synsets import synset_name
 
 #: The columns a catalogue CSV must have (extra columns are ignored).
 COLUMNS = ("synset", "model", "distance", "azimuth", "elevation", "strength", "sampling")
@@ -250,7 +251,7 @@ def jobs_from_catalog(
     Each job carries the row's pose offset (radians), its sampling strategy, and its distance as
     `distance_scale` (the sampled distance is multiplied by it: a run with `--distance 1` places
     the camera at the catalogue's distance, as 3D-DST's renderer does). The class is `class_name`
-    when given, else the synset. A model that cannot be found is a Dst3dError naming it, or, when
+    when given, else the synset's readable name (synsets.py: "airliner"), else the synset id. A model that cannot be found is a Dst3dError naming it, or, when
     a `missing` list is given, is skipped with its line added to that list (as a run over --cad
     files skips a missing file and renders the others).
     """
@@ -269,7 +270,7 @@ def jobs_from_catalog(
             continue
         jobs.append(
             ModelJob(
-                class_name=class_name or entry.synset,
+                class_name=class_name or synset_name(entry.synset) or entry.synset,
                 model_id=sanitize_model_id(entry.model_id),
                 cad_path=str(path),
                 synset=entry.synset,

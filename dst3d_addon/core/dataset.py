@@ -42,7 +42,8 @@ MIN_FREE_BYTES = 16 * 2**20
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    # timezone.utc, not UTC (3.11+): Blender before 4.1 runs Python 3.10
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")  # noqa: UP017
 
 
 def _plain(value: Any, what: str) -> Any:

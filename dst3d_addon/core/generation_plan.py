@@ -141,7 +141,7 @@ def _items(
             if key in done:
                 continue
             seed = image_seed(settings.seed, ann_id, k)
-            prompt, negative = prompts.choose(seed, class_name, synset)
+            prompt, negative = prompts.choose(seed, class_name, synset, ann["cad"]["model_id"])
             yield GenerationItem(
                 annotation_id=ann_id,
                 k=k,

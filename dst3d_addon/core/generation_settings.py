@@ -236,17 +236,21 @@ class GenerationSettings:
         fallback is set)."""
         return replace(self, lora=None, fallback=None, **dict(self.fallback or {}))
 
-    def as_dict(self, captions_digest: str | None) -> dict:
+    def as_dict(self, captions_digest: str | None, prompts_digest: str | None = None) -> dict:
         """What dataset.json's stages.generate records: every setting that changes the pixels.
 
         The captions file is recorded by the sha256 of its bytes (`captions_digest`), not its
-        path. Device, batch size, shard and images per view are not settings of an image, so a
-        resumed run may change them (and add images 2..3 to a dataset made with 2 per view).
+        path, and so is the dataset's prompts.jsonl (`prompts_digest`, recorded only when there is
+        one, so datasets generated before prompt tables existed keep their settings). Device,
+        batch size, shard and images per view are not settings of an image, so a resumed run may
+        change them (and add images 2..3 to a dataset made with 2 per view).
         """
         if (self.captions is None) != (captions_digest is None):
             raise ValueError("as_dict: pass the captions file's sha256 exactly when captions are set")
         model = self.model_description()
+        prompts = {} if prompts_digest is None else {"prompts_sha256": prompts_digest}
         return {
+            **prompts,
             "model": model,
             "scheduler": self.scheduler,
             "steps": self.steps,

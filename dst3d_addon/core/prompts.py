@@ -18,16 +18,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 from .errors import Dst3dError, setting
 from .seeds import derive_seed
+from .synsets import display_name
 
 #: The settings prompt messages name.
 PROMPT = setting("prompt")
 NEGATIVE_PROMPT = setting("negative_prompt")
 
-#: 3D-DST's prompt and negative prompt.
+#: 3D-DST's prompt and negative prompt, and what its prompt adds after the object (the suffix the
+#: prompt writers append by default).
 PAPER_PROMPT = "An image of {class}, best quality, extremely detailed"
+PAPER_SUFFIX = ", best quality, extremely detailed"
 PAPER_NEGATIVE = (
     "longbody, lowres, bad anatomy, bad hands, missing fingers, extra digit, fewer digits, cropped, "
     "worst quality, low quality"
@@ -92,8 +96,11 @@ def class_phrase(class_name: str) -> str:
 
 
 def render_template(template: str, class_name: str, synset: str | None = None, what: str = PROMPT) -> str:
-    """The template with `{class}` and `{synset}` filled in (`{synset}` is empty when unknown)."""
-    values = {"class": class_phrase(class_name), "synset": synset or ""}
+    """The template with `{class}` and `{synset}` filled in (`{synset}` is empty when unknown).
+
+    `{class}` is the class's readable name (`synsets.display_name`): a class recorded only by its
+    synset id reads as that synset's name ("n02690373" -> "airliner")."""
+    values = {"class": class_phrase(display_name(class_name, synset)), "synset": synset or ""}
     return "".join(values[text] if is_field else text for is_field, text in _parse(template, what))
 
 
@@ -329,18 +336,38 @@ def load_captions(path: str | os.PathLike, what: str = setting("captions")) -> C
 # --------------------------------------------------------------------------- the choice per image
 
 
+class PromptGroupLike(Protocol):
+    """A group of a dataset's prompt table (prompt_table.PromptGroup): its prompts, the suffix
+    appended to each, its own negative prompt (None: the run's)."""
+
+    prompts: tuple[str, ...]
+    suffix: str
+    negative_prompt: str | None
+
+
+class PromptTableLike(Protocol):
+    """A dataset's prompt table (prompt_table.PromptTable): prompts per class or per model."""
+
+    sha256: str
+
+    def lookup(self, class_key: str, model: str | None = None) -> PromptGroupLike | None: ...
+
+
 @dataclass(frozen=True)
 class PromptSource:
-    """Where each image's prompt comes from: the captions of its class if any, else the template.
+    """Where each image's prompt comes from: its group of the dataset's prompt table
+    (prompts.jsonl: its model's, else its class's) together with the captions of its class, else
+    the template.
 
-    A class the caption file does not mention falls back to the template (a .txt file's prompts
-    apply to every class, so with one the template is never used). `negative` is rendered with
-    the same placeholders.
+    A class neither the table nor the caption file mentions falls back to the template (a .txt
+    caption file's prompts apply to every class, so with one the template is never used).
+    `negative` is rendered with the same placeholders; a table group's own negative prompt wins.
     """
 
     template: str = PAPER_PROMPT
     negative: str = PAPER_NEGATIVE
     captions: Captions | None = None
+    table: PromptTableLike | None = None
 
     def __post_init__(self) -> None:
         check_template(self.template, PROMPT)
@@ -356,26 +383,63 @@ class PromptSource:
         """The sha256 of the caption file's bytes, or None without one."""
         return None if self.captions is None else self.captions.sha256
 
-    def candidates(self, class_name: str, synset: str | None = None) -> tuple[str, ...]:
-        """The prompts (templates) one image of this class may get."""
-        found = self.captions.lookup(class_name, synset) if self.captions is not None else ()
+    @property
+    def table_digest(self) -> str | None:
+        """The sha256 of the prompt table's file (prompts.jsonl), or None without one."""
+        return None if self.table is None else self.table.sha256
+
+    def with_table(self, table: PromptTableLike | None) -> PromptSource:
+        """A copy that also draws from a dataset's prompt table."""
+        return replace(self, table=table)
+
+    def _group(self, class_name: str, synset: str | None, model: str | None) -> PromptGroupLike | None:
+        if self.table is None:
+            return None
+        return self.table.lookup(synset or class_name, model)
+
+    def candidates(
+        self, class_name: str, synset: str | None = None, model: str | None = None
+    ) -> tuple[str, ...]:
+        """The prompts (templates) one image of this class (and model) may get: its table group's,
+        then its captions (each once), else the template."""
+        group = self._group(class_name, synset, model)
+        found = tuple(p + group.suffix for p in group.prompts) if group is not None else ()
+        if self.captions is not None:
+            found += tuple(c for c in self.captions.lookup(class_name, synset) if c not in found)
         return found or (self.template,)
 
     def uncaptioned(self, classes: Iterable[tuple[str, str | None]]) -> list[str]:
         """Of (class name, synset) pairs, those a caption file was given for but has no caption of
-        (their images use the template): what a run should say rather than do silently."""
+        and the prompt table no prompts for (their images use the template): what a run should say
+        rather than do silently."""
         if self.captions is None:
             return []
-        return sorted({name for name, synset in classes if not self.captions.lookup(name, synset)})
+        return sorted(
+            {
+                name
+                for name, synset in classes
+                if not self.captions.lookup(name, synset) and not self._covered(name, synset)
+            }
+        )
 
-    def choose(self, seed: int, class_name: str, synset: str | None = None) -> tuple[str, str]:
+    def _covered(self, class_name: str, synset: str | None) -> bool:
+        covers = getattr(self.table, "covers", None)
+        return bool(covers is not None and covers(synset or class_name))
+
+    def choose(
+        self, seed: int, class_name: str, synset: str | None = None, model: str | None = None
+    ) -> tuple[str, str]:
         """(prompt, negative prompt) of the image with that seed: one of the candidates, picked by
         `derive_seed(seed, "prompt") % n`, so the same seed always gets the same prompt."""
-        options = self.candidates(class_name, synset)
+        options = self.candidates(class_name, synset, model)
         chosen = options[derive_seed(int(seed), "prompt") % len(options)]
+        group = self._group(class_name, synset, model)
+        negative = self.negative
+        if group is not None and group.negative_prompt is not None:
+            negative = group.negative_prompt
         return (
             render_template(chosen, class_name, synset, "caption"),
-            render_template(self.negative, class_name, synset, NEGATIVE_PROMPT),
+            render_template(negative, class_name, synset, NEGATIVE_PROMPT),
         )
 
     def for_object(self, prompt: str | None = None, negative: str | None = None) -> PromptSource:
@@ -389,5 +453,6 @@ class PromptSource:
             self,
             template=self.template if prompt is None else prompt,
             captions=self.captions if prompt is None else None,
+            table=self.table if prompt is None else None,
             negative=self.negative if negative is None else negative,
         )

@@ -38,6 +38,28 @@ OPENCV_KEYS = ("R_cv", "t_cv")
 _ROT_TOL = 1e-6
 _REL_TOL = 1e-7
 
+#: Significant digits of every number a record holds. Builds of numpy differ in the last bits of
+#: their vectorised sine, cosine and BLAS products; written with 12 digits, the same view has the
+#: same record bytes whichever numpy computed it (unless a value lies within a few units of the
+#: last bit of a rounding boundary). 12 digits keep to_object exact to 1e-12 of its largest entry.
+RECORD_DIGITS = 12
+
+
+def record_number(value: float) -> float:
+    """`value` rounded to RECORD_DIGITS significant digits (the float that repr writes shortest)."""
+    return float(f"{float(value):.{RECORD_DIGITS}g}")
+
+
+def _rounded(value: Any) -> Any:
+    """`value` with every float inside it (lists, dicts) rounded by record_number."""
+    if isinstance(value, float):
+        return record_number(value) if math.isfinite(value) else value
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
 
 def annotation_record(
     *,
@@ -57,7 +79,7 @@ def annotation_record(
     """The annotation record of one rendered view, exactly as dataset-format.md lays it out (validated).
 
     `bbox` is None when the mask is empty; `to_object` maps the CAD file's coordinates to the
-    object frame (4x4).
+    object frame (4x4). Every number is rounded to RECORD_DIGITS significant digits.
     """
     record = {
         "id": annotation_id,
@@ -74,6 +96,7 @@ def annotation_record(
         "seed": int(seed),
         "files": {str(k): str(v) for k, v in files.items()},
     }
+    record = _rounded(record)
     validate_annotation(record)
     return record
 

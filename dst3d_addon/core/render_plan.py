@@ -7,8 +7,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Container, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from .files import RecordLog, iter_records
 from .ids import sanitize_model_id
 from .records import validate_annotation
 from .seeds import derive_seed
+from .synsets import synset_name
 
 #: File and folder names that say nothing about the model (ShapeNet's model_normalized.obj, ...).
 GENERIC_NAMES = {
@@ -314,6 +315,25 @@ def scan_annotations(dataset: Dataset) -> tuple[set[str], set[str]]:
     return recorded, dataset.completed_ids(ANNOTATIONS)
 
 
+def _recorded_names(models: Sequence[ModelJob], classes: Mapping[str, Any]) -> list[ModelJob]:
+    """The models, each class keeping the name the dataset recorded when that name was an older
+    version's default for a class with a synset (the synset id itself, or "object") and this run's
+    name is the table's default (synsets.py): such a dataset goes on as it began."""
+    kept = []
+    for m in models:
+        old = classes.get(m.class_key)
+        if (
+            isinstance(old, Mapping)
+            and m.synset
+            and old.get("synset") == m.synset
+            and old.get("name") in (m.synset, "object")
+            and m.class_name == synset_name(m.synset)
+        ):
+            m = replace(m, class_name=old["name"])
+        kept.append(m)
+    return kept
+
+
 def plan_render(
     out: str | Path,
     settings_dict: dict[str, Any],
@@ -341,6 +361,7 @@ def plan_render(
         depth=DEPTH_DESCRIPTION,
         binding=ANNOTATIONS,
     )
+    models = _recorded_names(models, dataset.info.get("classes") or {})
     dataset.add_classes({m.class_key: {"name": m.class_name, "synset": m.synset} for m in models})
     recorded, done = scan_annotations(dataset)
     owned = total = 0

@@ -194,7 +194,7 @@ def run(job: dict, channel: Channel) -> int:
         idx = np.arange(len(train["files"]))
         for epoch in range(first, settings.epochs):
             rng = np.random.Generator(np.random.PCG64(derive_seed("eval-order", settings.seed, epoch)))
-            loss, count, seconds = trainer.train_epoch(
+            loss, count, seconds, _ = trainer.train_epoch(
                 net, opt, scaler, images, train_targets, idx, rng, on_batch
             )
             train_seconds += seconds

@@ -68,6 +68,29 @@ def probe_hub(repo_id: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
         return f"{type(reason).__name__}: {reason}".splitlines()[0][:160]
 
 
+def in_cache(repo_id: str, cache_dir: str | None = None) -> bool:
+    """Whether the hub cache holds a snapshot of model `repo_id` with its config.json (no network)."""
+    snapshots = hf_cache_dir(cache_dir) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any((snap / "config.json").is_file() for snap in snapshots.iterdir())
+
+
+def model_unavailable(name: str, cache_dir: str | None = None) -> str | None:
+    """Why the model `name` (a local path or a hub id) cannot be had now, or None when it can: the
+    path exists, the cache holds it, or the hub may be used and answers (one quick probe)."""
+    if Path(name).expanduser().exists():
+        return None
+    if not HUB_ID.match(name):
+        return "no such file or folder"
+    if in_cache(name, cache_dir):
+        return None
+    try:
+        return hub_unavailable(name)
+    except BadInput as err:
+        return str(err)
+    except ImportError:
+        return "not in the cache, and huggingface_hub is not installed here to fetch it"
+
+
 def hub_unavailable(repo_id: str) -> str | None:
     """Why `repo_id` cannot be fetched now (offline, unreachable), or None when it can be tried."""
     if hub_offline():

@@ -41,6 +41,7 @@ from ..core.generation_plan import (
     iter_items,
 )
 from ..core.generation_settings import TINY, GenerationSettings
+from ..core.prompt_table import load_prompt_table
 from ..core.prompts import PromptSource
 from ..core.records import iter_annotations
 from ..core.render_plan import Shard
@@ -143,13 +144,14 @@ class GenerateRun:
     ) -> None:
         self.out = Path(out)
         self.settings = settings
-        self.prompts = prompts
         self.options = options
         self.log = log
         self.on_images = on_images
         self.on_step = on_step
         if not (self.out / ANNOTATIONS).is_file():
             raise DatasetError(f"{OUT} {self.out}: no {ANNOTATIONS} there; run the render stage first")
+        # The dataset's prompt table (prompts.jsonl) joins the prompts given (dataset-format.md).
+        self.prompts = prompts if prompts.table is not None else prompts.with_table(load_prompt_table(out))
         check_images_per_view(options.images_per_view)
         self.views: list[str] = []  # the ids of the views, in file order (the plan streams the rest)
         sizes: set[tuple[int, int]] = set()
@@ -179,7 +181,7 @@ class GenerateRun:
         self._crash_retried = False
         self.started = time.monotonic()
         self.stage_settings = {
-            **settings.as_dict(prompts.captions_digest),
+            **settings.as_dict(self.prompts.captions_digest, self.prompts.table_digest),
             "batching": options.batching,
         }
         self._check_settings()

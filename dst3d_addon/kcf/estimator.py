@@ -164,6 +164,24 @@ class ImageBank:
         return self._decode(indices)
 
 
+def dress_renders(t: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Renders (float (B, 3, S, S), grey object on black) dressed as photographs for training: the
+    black background replaced by a random smooth colour field with noise, the object tinted per
+    channel. A render and a generated image of the same view then differ in what does not carry the
+    pose, so an estimator trained on both learns the shape, not which kind of image it sees."""
+    b, _, size, _ = t.shape
+    mask = (t.amax(dim=1, keepdim=True) > 4.0).float()
+    coarse = torch.from_numpy(rng.uniform(0.0, 255.0, (b, 3, 4, 4))).to(t)
+    background = torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bicubic", align_corners=False
+    )
+    noise = torch.from_numpy(rng.normal(0.0, 1.0, (b, 1, size, size))).to(t)
+    background = background + noise * torch.from_numpy(rng.uniform(0.0, 20.0, (b, 1, 1, 1))).to(t)
+    tint = torch.from_numpy(rng.uniform(0.5, 1.3, (b, 3, 1, 1))).to(t)
+    offset = torch.from_numpy(rng.uniform(-30.0, 30.0, (b, 3, 1, 1))).to(t)
+    return (mask * (t * tint + offset) + (1.0 - mask) * background).clamp_(0.0, 255.0)
+
+
 @dataclass
 class FoldRun:
     """What training and scoring one fold gives."""
@@ -199,14 +217,20 @@ class Trainer:
             net = net.to(memory_format=torch.channels_last)
         return net
 
-    def pixels(self, batch: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def pixels(
+        self, batch: np.ndarray, rng: np.random.Generator | None = None, renders: np.ndarray | None = None
+    ) -> torch.Tensor:
         """uint8 (B, S, S, 3) to normalised float (B, 3, S, S) on the device.
 
         With `rng` (training), each image is shifted by up to 1/8 of its size (black fill) and its
         brightness scaled by 0.8-1.2: a network that cannot memorise pixels learns what most labels
-        say, which is what the held-out loss must measure.
+        say, which is what the held-out loss must measure. The images that `renders` (B booleans)
+        marks are shaded renders on black: they are first dressed as photographs (`dress_renders`).
         """
         t = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        if rng is not None and renders is not None and renders.any():
+            idx = torch.from_numpy(np.flatnonzero(renders)).to(self.device)
+            t[idx] = dress_renders(t[idx], rng)
         if rng is not None:
             size = t.shape[-1]
             pad = max(1, size // 8)
@@ -234,17 +258,30 @@ class Trainer:
         return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
 
     def train_step(
-        self, net: nn.Module, opt: torch.optim.Optimizer, scaler, pixels: torch.Tensor, targets: torch.Tensor
-    ) -> float:
-        """One SGD step on a batch; returns the batch's loss (mean cross entropy over the three heads)."""
+        self,
+        net: nn.Module,
+        opt: torch.optim.Optimizer,
+        scaler,
+        pixels: torch.Tensor,
+        targets: torch.Tensor,
+        skippable: torch.Tensor | None = None,
+        skip_above: float = float("inf"),
+    ) -> tuple[float, np.ndarray]:
+        """One SGD step on a batch; returns the batch's loss (mean over images of the three heads' mean)
+        and each image's loss. Images that `skippable` marks and whose loss is above `skip_above` do
+        not count in the step."""
         with self._autocast():
             logits = net(pixels)
-        loss = self.head_losses(logits, targets).mean()
+        each = self.head_losses(logits, targets).mean(dim=1)
+        weights = torch.ones_like(each)
+        if skippable is not None:
+            weights = (~(skippable & (each.detach() > skip_above))).float()
+        loss = (each * weights).sum() / weights.sum().clamp(min=1.0)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        return float(loss.detach())
+        return float(each.detach().mean()), each.detach().float().cpu().numpy()
 
     @torch.no_grad()
     def score(
@@ -276,9 +313,13 @@ class Trainer:
         train_idx: np.ndarray,
         rng: np.random.Generator,
         on_batch: Callable[[int], None] = lambda n: None,
-    ) -> tuple[float, int, float]:
+        renders: np.ndarray | None = None,
+        skip_above: float = float("inf"),
+    ) -> tuple[float, int, float, list[float]]:
         """One pass over `train_idx` in an order drawn from `rng` (which also draws the augmentation);
-        returns (mean loss, images trained, seconds). `targets` holds every image's bins (CPU)."""
+        returns (mean loss, images trained, seconds, the judged images' losses). `targets` holds every
+        image's bins (CPU); `renders` marks (per bank index) the shaded renders, which are never
+        skipped; judged images whose loss is above `skip_above` do not count in their step."""
         s = self.settings
         net.train()
         order = rng.permutation(train_idx)
@@ -287,15 +328,23 @@ class Trainer:
             batches[-2] = np.concatenate([batches[-2], batches.pop()])
         start = time.perf_counter()
         total, count = 0.0, 0
+        judged_losses: list[float] = []
         for b in batches:
-            pixels = self.pixels(bank.get(b), rng if s.augment else None)
-            loss = self.train_step(net, opt, scaler, pixels, targets[b].to(self.device))
+            pixels = self.pixels(
+                bank.get(b), rng if s.augment else None, None if renders is None else renders[b]
+            )
+            judged = np.ones(len(b), dtype=bool) if renders is None else ~renders[b]
+            loss, each = self.train_step(
+                net, opt, scaler, pixels, targets[b].to(self.device), torch.from_numpy(judged).to(self.device),
+                skip_above,
+            )  # fmt: skip
+            judged_losses.extend(each[judged].tolist())
             total += loss * len(b)
             count += len(b)
             on_batch(len(b))
         if self.cuda:
             torch.cuda.synchronize()
-        return total / max(1, count), count, time.perf_counter() - start
+        return total / max(1, count), count, time.perf_counter() - start, judged_losses
 
     def predict(
         self,
@@ -331,8 +380,13 @@ class Trainer:
         seed: int,
         on_batch: Callable[[int], None] = lambda n: None,
         on_epoch: Callable[[int, float, float], None] = lambda e, loss, rate: None,
+        renders: np.ndarray | None = None,
     ) -> FoldRun:
-        """Train a fresh `net` on train_idx, then score test_idx with it in eval mode."""
+        """Train a fresh `net` on train_idx, then score test_idx with it in eval mode.
+
+        `renders` marks (per bank index) the shaded renders among the training images (see `pixels`).
+        """
+        s = self.settings
         opt, sched = self.optimizer(net)
         scaler = self.scaler()
         order_gen = np.random.Generator(np.random.PCG64(seed))
@@ -340,9 +394,17 @@ class Trainer:
         losses: list[float] = []
         train_seconds = 0.0
         trained = 0
-        for epoch in range(self.settings.epochs):
-            loss, count, seconds = self.train_epoch(
-                net, opt, scaler, bank, all_targets, train_idx, order_gen, on_batch
+        # The small-loss trick (co-teaching): from a third of the epochs on, each step leaves out the
+        # judged images whose loss is above the `skip_worst` quantile of the judged images' losses in
+        # the epoch before. Those are most likely the wrong ones, which a network learns last and
+        # would otherwise memorise; the renders, whose labels are exact, are never left out.
+        judged_losses: list[float] = []
+        threshold = float("inf")
+        for epoch in range(s.epochs):
+            if s.skip_worst > 0 and epoch >= s.epochs // 3 and judged_losses:
+                threshold = float(np.quantile(judged_losses, 1.0 - s.skip_worst))
+            loss, count, seconds, judged_losses = self.train_epoch(
+                net, opt, scaler, bank, all_targets, train_idx, order_gen, on_batch, renders, threshold
             )
             train_seconds += seconds
             trained += count

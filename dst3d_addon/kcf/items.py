@@ -58,18 +58,7 @@ def collect_items(out: str | os.PathLike, images: str, classes: tuple[str, ...] 
     `classes` (class keys or names) limits the run to those classes.
     """
     root = Path(out)
-    if not root.is_dir():
-        raise DatasetError(f"{setting('out')} {root}: no such dataset folder")
-    annotations = {r["id"]: r for r in load_annotations(root, as_numpy=False, respect_keep=False)}
-    if classes:
-        wanted = set(classes)
-        annotations = {
-            i: r for i, r in annotations.items() if i.split("/")[0] in wanted or r["class"]["name"] in wanted
-        }
-        if not annotations:
-            raise DatasetError(
-                f"{setting('classes')} {' '.join(classes)}: no annotation of {root} has these classes"
-            )
+    annotations = _annotations(root, classes)
     items: dict[str, Item] = {}
     if images == "generated":
         path = root / GENERATIONS
@@ -100,10 +89,48 @@ def collect_items(out: str | os.PathLike, images: str, classes: tuple[str, ...] 
             items[rel] = _item(rel, ann, None)
     if not items:
         raise DatasetError(f"{root}: no {images} images to judge")
+    return _existing(root, items, images)
+
+
+def collect_renders(out: str | os.PathLike, classes: tuple[str, ...] = ()) -> list[Item]:
+    """The shaded render of every view (of `classes`), sorted by file: their pose labels are exact
+    by construction, and with `train_renders` every fold's estimator also trains on them."""
+    root = Path(out)
+    items: dict[str, Item] = {}
+    for ann in _annotations(root, classes).values():
+        rel = ann["files"].get("render")
+        if rel is None:
+            raise DatasetError(
+                f"{setting('train_renders')}: annotation {ann['id']} has no render image (rendered with "
+                f"--no-renders?); judge without it ({setting('train_renders')} off) or render the views again"
+            )
+        items[rel] = _item(rel, ann, None)
+    return _existing(root, items, "render")
+
+
+def _annotations(root: Path, classes: tuple[str, ...]) -> dict[str, dict]:
+    """The dataset's annotation records by id, of `classes` only when given."""
+    if not root.is_dir():
+        raise DatasetError(f"{setting('out')} {root}: no such dataset folder")
+    annotations = {r["id"]: r for r in load_annotations(root, as_numpy=False, respect_keep=False)}
+    if classes:
+        wanted = set(classes)
+        annotations = {
+            i: r for i, r in annotations.items() if i.split("/")[0] in wanted or r["class"]["name"] in wanted
+        }
+        if not annotations:
+            raise DatasetError(
+                f"{setting('classes')} {' '.join(classes)}: no annotation of {root} has these classes"
+            )
+    return annotations
+
+
+def _existing(root: Path, items: dict[str, Item], kind: str) -> list[Item]:
+    """The items sorted by file, once every file is known to exist (DatasetError naming the first missing)."""
     missing = [rel for rel in items if not (root / rel).is_file()]
     if missing:
         raise DatasetError(
-            f"{root / missing[0]}: image not found ({len(missing)} of {len(items)} {images} images are missing)"
+            f"{root / missing[0]}: image not found ({len(missing)} of {len(items)} {kind} images are missing)"
         )
     return [items[key] for key in sorted(items)]
 

@@ -20,6 +20,7 @@ from ..core.files import write_json_atomic
 from ..core.ids import check_relative_path
 from .bins import pose_errors
 from .items import Item
+from .learning import judge
 from .metrics import THRESHOLDS, accuracy_at
 
 FORMAT = 1
@@ -70,6 +71,7 @@ def assemble(
     errors = pose_errors(pred, label) if len(items) else np.zeros(0)
     scores = np.array([float(by_file[it.file]["score"]) for it in items])
     fold_arr = np.asarray(folds)
+    verdict = judge(fold_arr, errors, label)
     per_fold = []
     for result in sorted(fold_results, key=lambda r: r["fold"]):
         f = int(result["fold"])
@@ -79,7 +81,9 @@ def assemble(
                 "fold": f,
                 "images": int(mask.sum()),
                 "train_images": int(result["train_images"]),
+                "train_renders": int(result.get("train_renders", 0)),
                 "accuracy": {k: accuracy_at(errors[mask], t) for k, t in THRESHOLDS.items()},
+                "chance": verdict.folds[f].chance if f in verdict.folds else None,
                 "median_error": float(np.median(errors[mask])) if mask.any() else None,
                 "mean_score": float(scores[mask].mean()) if mask.any() else None,
                 "initialisation": result.get("initialisation"),
@@ -107,6 +111,10 @@ def assemble(
         "settings": settings,
         "fingerprint": fingerprint,
         "accuracy": {k: accuracy_at(errors, t) for k, t in THRESHOLDS.items()},
+        # Did the estimators learn? (kcf/learning.py: accuracy at pi/6 against chance, by a margin)
+        "chance": verdict.overall.chance,
+        "margin": verdict.overall.margin,
+        "learned": verdict.learned,
         "folds": per_fold,
         "images": images,
     }

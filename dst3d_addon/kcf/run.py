@@ -9,16 +9,18 @@ The batch script's door (`cli/kcf.py`) words what they report.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..core.dataset import Dataset
+from ..core.errors import DatasetError, setting
 from ..core.files import write_json_atomic
 from ..core.keep import FILTER_STAGE, select_kept, write_keep
 from ..core.worker_pipe import WorkerProcess
+from ..generation.hub import model_unavailable
 from ..generation.worker_env import (
     PIP_PACKAGES,
     WORKER_MODULES,
@@ -27,9 +29,11 @@ from ..generation.worker_env import (
     worker_environment,
 )
 from .folds import assign_folds
-from .items import collect_items
-from .results import assemble, load_kcf, read_fold, write_kcf
-from .settings import KcfError, KcfSettings
+from .items import collect_items, collect_renders
+from .learning import judge_images
+from .recipes import PRETRAINED, RECIPE_FIELDS, choose, describe
+from .results import KCF_JSON, assemble, load_kcf, read_fold, write_kcf
+from .settings import KcfError, KcfSettings, default_pretrained
 
 WORKER_MODULE = "dst3d_addon.kcf.worker"
 
@@ -47,14 +51,21 @@ class KcfOptions:
 
 @dataclass
 class KcfPlan:
-    """The judged images, their folds, the inputs' fingerprint, the folds still to train, and the
-    epochs each fold trains for."""
+    """The judged images, their folds, the inputs' fingerprint, the folds still to train, the
+    settings (with what `plan_kcf` chose for them), the renders every fold also trains on
+    (`train_renders`), and notes on what was chosen and why."""
 
     items: list[Any]
     folds: list[int]
     fingerprint: str
     pending: list[int]
-    epochs: int
+    settings: KcfSettings
+    renders: list[Any] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        return self.settings.epochs
 
     def fold_size(self, fold: int) -> int:
         """Images held out in `fold`."""
@@ -68,19 +79,79 @@ class KcfPlan:
 
     def _passes(self, fold: int) -> int:
         held_out = self.fold_size(fold)
-        return self.epochs * (len(self.items) - held_out) + held_out
+        return self.epochs * (len(self.items) - held_out + len(self.renders)) + held_out
 
 
-def plan_kcf(out: Path, settings: KcfSettings, *, allow_mixed: bool = False) -> KcfPlan:
-    """Open `out` for the kcf stage and plan its folds (DatasetError, FoldError naming the problem)."""
+def plan_kcf(
+    out: Path, settings: KcfSettings, *, allow_mixed: bool = False, auto: Collection[str] = ()
+) -> KcfPlan:
+    """Open `out` for the kcf stage and plan its folds (DatasetError, FoldError naming the problem).
+
+    The settings named in `auto` (the training recipe's fields of kcf/recipes.py, `pretrained`,
+    `train_renders`) are the run's to choose, from the data and the weights at hand; the plan holds
+    the settings as chosen and a note saying what and why.
+    """
+    auto = frozenset(auto)
     items = collect_items(out, settings.images, settings.classes)
+    renders: list[Any] = []
+    notes: list[str] = []
+    if settings.train_renders or ("train_renders" in auto and settings.images != "renders"):
+        try:
+            renders = collect_renders(out, settings.classes)
+        except DatasetError as err:
+            if "train_renders" not in auto:
+                raise
+            notes.append(f"training without the renders: {err.text}")
+    settings = replace(settings, train_renders=bool(renders))
+    settings, chosen = choose_settings(settings, auto, items, len(renders))
+    notes += chosen
+    if renders:
+        notes.append(
+            f"each fold also trains on the {len(renders)} renders of the views, whose labels are exact"
+        )
     folds = assign_folds([it.group(settings.group_by) for it in items], settings.folds, settings.seed)
     fingerprint = settings.fingerprint(
-        [{"file": it.file, "pose": list(it.pose), "fold": f} for it, f in zip(items, folds, strict=True)]
+        [{"file": it.file, "pose": list(it.pose), "fold": f} for it, f in zip(items, folds, strict=True)],
+        [{"file": it.file, "pose": list(it.pose)} for it in renders],
     )
     Dataset.open(out, "kcf", settings.as_dict(), allow_mixed=allow_mixed, tool_version=__version__)
     pending = [f for f in range(settings.folds) if read_fold(out, f, fingerprint) is None]
-    return KcfPlan(items, folds, fingerprint, pending, settings.epochs)
+    return KcfPlan(items, folds, fingerprint, pending, settings, renders, notes)
+
+
+def choose_settings(
+    settings: KcfSettings, auto: frozenset[str], items: list[Any], renders: int = 0
+) -> tuple[KcfSettings, list[str]]:
+    """`settings` with the fields named in `auto` chosen, and a note on the choice.
+
+    `pretrained` becomes the backbone's ImageNet weights; the recipe's fields 3D-DST's recipe when
+    those weights can be had, else the scratch recipe for the data's size (kcf/recipes.py), counting
+    the `renders` each fold also trains on.
+    """
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    recipe_auto = [f for f in RECIPE_FIELDS if f in auto]
+    backbone = PRETRAINED["backbone"] if "backbone" in auto else settings.backbone
+    pretrained = default_pretrained(backbone) if "pretrained" in auto else settings.pretrained
+    if recipe_auto:
+        if pretrained:
+            reason = model_unavailable(pretrained)
+        else:
+            reason = "none exist" if "pretrained" in auto else f"{setting('pretrained')} none"
+        train_images = len(items) - len(items) // settings.folds + renders
+        fields = choose(reason is None, train_images)
+        changes.update({f: fields[f] for f in recipe_auto})
+        chosen = {**{f: getattr(settings, f) for f in RECIPE_FIELDS}, **changes}
+        if reason is None:
+            notes.append(f"ImageNet weights {pretrained}: 3D-DST's recipe, {describe(chosen)}")
+        else:
+            pretrained = None
+            notes.append(
+                f"no ImageNet weights for {backbone} ({pretrained or backbone}: {reason}): training from scratch with the recipe measured for "
+                f"{train_images} training images per fold, {describe(chosen)}"
+            )
+    changes["pretrained"] = pretrained
+    return replace(settings, **changes), notes
 
 
 def check_python(python: str) -> str:
@@ -124,6 +195,8 @@ class KcfRun:
             "files": [it.file for it in plan.items],
             "poses": [list(it.pose) for it in plan.items],
             "folds": plan.folds,
+            "render_files": [it.file for it in plan.renders],
+            "render_poses": [list(it.pose) for it in plan.renders],
             "pending": plan.pending,
             "device": options.device,
             "threads": options.threads,
@@ -199,6 +272,22 @@ class KcfRun:
         return content, write_kcf(self.out, content)
 
 
+def check_learned(path: Path, images: list[dict]) -> None:
+    """KcfError (one line) unless kcf.json's `images` show that the estimators learned the pose."""
+    verdict = judge_images(images)
+    if verdict is None:
+        raise KcfError(
+            f"{path}: its images lack a fold, pose or error, so whether the estimators learned cannot be "
+            f"checked; rerun the kcf stage, or pass {setting('force')} to cut anyway"
+        )
+    if not verdict.learned:
+        raise KcfError(
+            f"{path}: the pose estimators did not learn ({verdict.describe()}), so the scores are noise and "
+            f"a cut on them would be random; rerun kcf as its warning says, or pass {setting('force')} "
+            "to cut anyway"
+        )
+
+
 @dataclass(frozen=True)
 class FilterResult:
     """What `apply_filter` kept, of how many, and where it wrote the kept set."""
@@ -214,11 +303,17 @@ class FilterResult:
 
 
 def apply_filter(
-    out: Path, *, keep_fraction: float | None, max_score: float | None, per_class: bool
+    out: Path, *, keep_fraction: float | None, max_score: float | None, per_class: bool, force: bool = False
 ) -> FilterResult:
-    """Write keep.jsonl from kcf.json: the lowest-scoring images by one rule (nothing is deleted)."""
+    """Write keep.jsonl from kcf.json: the lowest-scoring images by one rule (nothing is deleted).
+
+    Scores of estimators that did not learn (see kcf/learning.py) are refused with KcfError unless
+    `force`: a cut on them would be a cut at random.
+    """
     kcf = load_kcf(out)
     entries = kcf["images"]
+    if not force:
+        check_learned(out / KCF_JSON, entries)
     kept = select_kept(entries, keep_fraction=keep_fraction, max_score=max_score, per_class=per_class)
     settings = {
         "images": kcf.get("settings", {}).get("images"),

@@ -68,6 +68,8 @@ class KcfSettings:
     num_bins: int = 41
     augment: bool = True
     label_sigma: float = 3.0
+    train_renders: bool = False
+    skip_worst: float = 0.25
     classes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -87,8 +89,15 @@ class KcfSettings:
             raise SettingError(
                 f"{setting('backbone')} {self.backbone!r}: choose one of {', '.join(BACKBONES)}"
             )
+        if self.train_renders and self.images == "renders":
+            raise SettingError(
+                f"{setting('train_renders')}: the judged images are the renders themselves; "
+                f"train on renders only when judging {setting('images')} generated or control"
+            )
         if self.image_size < 32:
             raise SettingError(f"{setting('image_size')} {self.image_size}: at least 32 pixels")
+        if not 0.0 <= self.skip_worst < 1.0:
+            raise SettingError(f"{setting('skip_worst')} {self.skip_worst}: must be in [0, 1)")
         for name in ("label_sigma", "momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 raise SettingError(f"{setting(name)} {getattr(self, name)}: must not be negative")
@@ -102,12 +111,16 @@ class KcfSettings:
         d["classes"] = list(self.classes)
         return d
 
-    def fingerprint(self, items: list[dict]) -> str:
-        """A hash of the settings and the judged images with their labels and folds.
+    def fingerprint(self, items: list[dict], renders: list[dict] | None = None) -> str:
+        """A hash of the settings, the judged images with their labels and folds, and the renders
+        trained on (with `train_renders`) with their labels.
 
         A finished fold is reused only when this matches: same settings, same images, same folds.
         """
-        blob = json.dumps({"settings": self.as_dict(), "items": items}, sort_keys=True, allow_nan=False)
+        content: dict[str, Any] = {"settings": self.as_dict(), "items": items}
+        if renders:
+            content["renders"] = renders
+        blob = json.dumps(content, sort_keys=True, allow_nan=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -11,7 +11,8 @@ finished fold's results atomically to <out>/kcf/fold_<i>.json, and reports over 
     {"type": "fold_start", "fold": i, "train": n, "test": m, "initialisation": "random"}
     {"type": "batch", "n": B}                                 B more images trained or scored
     {"type": "epoch", "fold": i, "epoch": e, "epochs": E, "loss": x, "images_per_s": r}
-    {"type": "fold_done", "fold": i, "accuracy_pi_6": a, "seconds": s}
+    {"type": "fold_done", "fold": i, "accuracy_pi_6": a, "accuracy_pi_18": b, "chance_pi_6": c, "seconds": s}
+                                                              held-out accuracy, chance (kcf/learning.py)
     {"type": "fatal", "error": "one line"}
 """
 
@@ -42,6 +43,7 @@ def run(job: dict, channel: Channel) -> int:
     from ..generation.worker.devices import resolve_device
     from .bins import angles_to_bins, bins_to_angles, pose_errors
     from .estimator import ImageBank, Trainer, build_backbone
+    from .learning import fold_learning
     from .metrics import THRESHOLDS, accuracy_at
     from .results import FORMAT, fold_path, write_fold
     from .settings import KcfSettings
@@ -56,13 +58,19 @@ def run(job: dict, channel: Channel) -> int:
     files = list(job["files"])
     poses = np.asarray(job["poses"], dtype=np.float64).reshape(-1, 3)
     folds = np.asarray(job["folds"], dtype=np.int64)
-    targets = angles_to_bins(poses, settings.num_bins)
+    # The renders every fold also trains on (train_renders) follow the judged images in the bank.
+    render_files = list(job.get("render_files", []))
+    render_poses = np.asarray(job.get("render_poses", []), dtype=np.float64).reshape(-1, 3)
+    render_idx = np.arange(len(files), len(files) + len(render_files))
+    targets = angles_to_bins(np.vstack([poses, render_poses]), settings.num_bins)
+    is_render = np.zeros(len(files) + len(render_files), dtype=bool)
+    is_render[render_idx] = True
 
     base, initialisation, warning = build_backbone(settings.backbone, settings.pretrained)
     if warning:
         channel.send(dict(type="warning", message=warning))
     threads = max(1, min(8, os.cpu_count() or 1))
-    bank = ImageBank(out, files, settings.image_size, threads=threads)
+    bank = ImageBank(out, files + render_files, settings.image_size, threads=threads)
     channel.send(
         dict(
             type="started",
@@ -73,7 +81,7 @@ def run(job: dict, channel: Channel) -> int:
     )
     for fold in job["pending"]:
         start = time.perf_counter()
-        train_idx = np.flatnonzero(folds != fold)
+        train_idx = np.concatenate([np.flatnonzero(folds != fold), render_idx])
         test_idx = np.flatnonzero(folds == fold)
         channel.send(
             dict(
@@ -109,6 +117,7 @@ def run(job: dict, channel: Channel) -> int:
             seed=derive_seed("kcf-order", settings.seed, fold),
             on_batch=lambda n: channel.send(dict(type="batch", n=n)),
             on_epoch=on_epoch,
+            renders=is_render,
         )
         pred = bins_to_angles(result.pred_bins, settings.num_bins)
         errors = pose_errors(pred, poses[test_idx])
@@ -126,6 +135,7 @@ def run(job: dict, channel: Channel) -> int:
                 "fold": int(fold),
                 "folds": settings.folds,
                 "train_images": len(train_idx),
+                "train_renders": len(render_idx),
                 "initialisation": initialisation,
                 "train_loss": [float(x) for x in result.train_loss],
                 "timing": {**result.timing, "seconds": seconds, "device": str(device)},
@@ -135,12 +145,14 @@ def run(job: dict, channel: Channel) -> int:
                 ],
             },
         )
+        learning = fold_learning(errors, poses[test_idx], poses[folds != fold])
         channel.send(
             dict(
                 type="fold_done",
                 fold=int(fold),
                 seconds=seconds,
                 **{f"accuracy_{k}": accuracy_at(errors, t) for k, t in THRESHOLDS.items()},
+                chance_pi_6=learning.chance,
             )
         )
     return 0

@@ -132,9 +132,9 @@ def test_buttons_that_cannot_work_say_why() -> None:
     assert preview_problem(bpy.context) == ("The scene has no camera", "dst3d.add_camera")
     bpy.ops.dst3d.add_camera()
     prefs = get_preferences(bpy.context)
-    prefs.worker_runtime = "MANAGED"  # not set up (and not installed as an extension)
+    prefs.worker_runtime = "MANAGED"  # not set up (in the test's user data files folder)
     problem, fix = preview_problem(bpy.context)
-    assert "managed worker environment" in problem and fix == "dst3d.setup_runtime"
+    assert "not set up yet" in problem and fix == "dst3d.setup_runtime"
     assert not bpy.ops.dst3d.generate_preview.poll()
     _configure(prefs)
     assert preview_problem(bpy.context) is None and bpy.ops.dst3d.generate_preview.poll()

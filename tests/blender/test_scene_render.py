@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dst3d_addon.blender.scene_render import SceneRenderer, SceneRenderError, line_width
+from dst3d_addon.blender.scene_render import SceneRenderer, SceneRenderError, has_denoiser, line_width
 from dst3d_addon.core.camera import Intrinsics, Pose, extrinsics, project
 from dst3d_addon.core.errors import Dst3dError
 
@@ -183,7 +183,12 @@ def test_freestyle_check_sees_hidden_lines(scene):
         assert (renderer.render(pose) > 0)[hidden_only].sum() > 0.5 * hidden_only.sum()
 
 
-@pytest.mark.parametrize("denoise", [False, True])
+#: Debian's Blender 3.4 is built without OpenImageDenoise.
+HAS_DENOISER = has_denoiser()
+needs_denoiser = pytest.mark.skipif(not HAS_DENOISER, reason="this Blender has no OpenImageDenoise")
+
+
+@pytest.mark.parametrize("denoise", [False, pytest.param(True, marks=needs_denoiser)])
 def test_shaded_render_covers_the_projected_mesh(scene, denoise):
     box = add_mesh(scene, "box", BOX_VERTS, BOX_FACES)
     blob = add_blob(scene)
@@ -208,13 +213,13 @@ def test_renders_are_deterministic(scene):
     obj = add_mesh(scene, "tetra", TETRA_VERTS, TETRA_FACES)
     pose = Pose(2.0, -0.4, -1.0, 2.3)
     for mode in ("freestyle", "shaded"):
-        with SceneRenderer(scene, [obj], INTR, mode, samples=4, threads=1) as renderer:
+        with SceneRenderer(scene, [obj], INTR, mode, samples=4, threads=1, denoise=HAS_DENOISER) as renderer:
             first = renderer.render(pose)
             assert first.any()
             renderer.render(Pose(0.0, 0.2, 0.5, 2.5))
             np.testing.assert_array_equal(renderer.render(pose), first)
         assert scene.render.threads_mode == "FIXED" and scene.render.threads == 1
-        with SceneRenderer(scene, [obj], INTR, mode, samples=4, threads=2) as renderer:
+        with SceneRenderer(scene, [obj], INTR, mode, samples=4, threads=2, denoise=HAS_DENOISER) as renderer:
             np.testing.assert_array_equal(renderer.render(pose), first)
 
 
@@ -299,3 +304,10 @@ def test_bad_options_are_refused_in_one_line(scene, kwargs, message):
 def test_no_objects_refused(scene):
     with pytest.raises(SceneRenderError, match="no objects"):
         SceneRenderer(scene, [], INTR, "freestyle")
+
+
+@pytest.mark.skipif(HAS_DENOISER, reason="this Blender has OpenImageDenoise")
+def test_a_blender_without_denoiser_says_so(scene):
+    obj = add_mesh(scene, "tetra", TETRA_VERTS, TETRA_FACES)
+    with pytest.raises(SceneRenderError, match="without OpenImageDenoise"):
+        SceneRenderer(scene, [obj], INTR, "shaded", samples=2, denoise=True)

@@ -85,7 +85,7 @@ def test_report_output_must_be_a_file_in_a_folder(run_cli, tmp_path):
 
 def test_filter_that_keeps_nothing_is_refused(run_cli, tmp_path):
     _dataset_with_kcf(tmp_path / "o")
-    assert run_cli("filter", "--out", "o", "--max-score", "-1") == (
+    assert run_cli("filter", "--out", "o", "--max-score", "-1", "--force") == (
         2,
         [error("--max-score -1: keeps no image (the lowest score is 0.5)")],
     )

@@ -156,6 +156,13 @@ def test_generate_refuses_before_starting_its_worker(run_cli, tmp_path, args, me
             ["--weight-decay", "-1"], "--weight-decay -1.0: must not be negative", id="weight-decay"
         ),
         pytest.param(["--label-sigma", "-1"], "--label-sigma -1.0: must not be negative", id="label-sigma"),
+        pytest.param(["--skip-worst", "1"], "--skip-worst 1.0: must be in [0, 1)", id="skip-worst"),
+        pytest.param(
+            ["--images", "renders", "--train-renders"],
+            "--train-renders: the judged images are the renders themselves; train on renders only when "
+            "judging --images generated or control",
+            id="train-renders",
+        ),
         pytest.param(
             ["--pretrained", "./weights"], "--pretrained ./weights: no such file or folder", id="pretrained"
         ),

@@ -13,7 +13,7 @@ import dst3d_addon
 from dst3d_addon import cli
 from tests.cli.cli_helpers import SCRIPT, error, invalid_choice, usage
 
-STAGES = ("render", "generate", "run", "kcf", "filter", "report", "export", "sheet", "eval")
+STAGES = ("render", "generate", "run", "kcf", "filter", "report", "prompts", "export", "sheet", "eval")
 #: The one option every stage but eval requires; parsing fails before anything looks at the folder.
 OUT = ("--out", "o")
 #: What eval requires instead: its two sources.
@@ -78,6 +78,7 @@ NUMBERS = {
         "--momentum": FINITE_FLOAT,
         "--weight-decay": FINITE_FLOAT,
         "--label-sigma": FINITE_FLOAT,
+        "--skip-worst": FINITE_FLOAT,
     },
     "filter": {"--keep-fraction": POSITIVE_FLOAT, "--max-score": FINITE_FLOAT},
     "report": {"--count": POSITIVE_INT, "--tile": POSITIVE_INT},

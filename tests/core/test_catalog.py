@@ -232,7 +232,7 @@ def test_jobs_from_catalog(tmp_path):
     jobs = jobs_from_catalog(csv_path, [tmp_path / "sn", tmp_path / "objv", tmp_path / "omni"])
     assert [j.model_id for j in jobs] == [SN_PLANE, OBJV, "omniobject3d_toy_car_001"]
     plane = jobs[0]
-    assert plane.class_name == "n02690373" and plane.synset == "n02690373"
+    assert plane.class_name == "airliner" and plane.synset == "n02690373"  # the name, not the id
     assert plane.cad_path.endswith("models/model_normalized.obj")
     assert math.isclose(plane.azimuth_offset, math.pi / 2) and plane.elevation_offset == 0.0
     assert (plane.distance_scale, plane.strategy) == (2.0, "1")

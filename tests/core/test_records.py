@@ -59,7 +59,8 @@ def test_record_has_exactly_the_spec_layout():
     np.testing.assert_allclose(cam["C"], C)
     R_cv, t_cv = opencv_extrinsics(R, C)
     np.testing.assert_allclose(cam["R_cv"], R_cv)
-    np.testing.assert_allclose(cam["t_cv"], t_cv)
+    np.testing.assert_allclose(cam["t_cv"], t_cv, atol=1e-12)
+    assert cam["t_cv"] == [0.0, 0.0, 2.5]  # exact: the camera looks at the object origin
     assert r["files"] == FILES
     # survives JSON exactly
     back = json.loads(json.dumps(r))
@@ -78,6 +79,52 @@ def test_record_camera_reproduces_the_projection():
     intr = Intrinsics.from_lens(160, 120)
     uv, _ = project(pts, np.array(r["camera"]["R"]), np.array(r["camera"]["C"]), intr)
     np.testing.assert_allclose(uv_cv + 0.5, uv, atol=1e-9)
+
+
+def _floats(value) -> list[float]:
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, list):
+        return [x for v in value for x in _floats(v)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _floats(v)]
+    return []
+
+
+def test_record_numbers_have_at_most_12_significant_digits():
+    r = make_record(pose=Pose(4.402151829123472, 0.537618340134383, 0.1, 1.4195703731364286))
+    numbers = _floats(r)
+    assert len(numbers) > 30
+    for x in numbers:
+        assert float(f"{x:.12g}") == x
+    assert r["pose"]["azimuth"] == 4.40215182912
+
+
+def test_last_bit_differences_give_the_same_record_bytes():
+    # Two numpy builds may differ in the last bits of a sine or a BLAS product: the record is the same.
+    pose = Pose(0.7123456789, 0.3123456789, -0.2123456789, 2.5123456789)
+    values = (pose.azimuth, pose.elevation, pose.theta, pose.distance)
+    nudged = Pose(*(float(np.nextafter(v, np.inf)) for v in values))
+    to_object = np.diag([0.0265957457601, 0.0265957457601, 0.0265957457601, 1.0])
+    to_object[:3, 3] = [3.1, 0.0, -0.066]
+    a = make_record(pose=pose, to_object=to_object)
+    b = make_record(pose=nudged, to_object=np.where(to_object != 0, np.nextafter(to_object, np.inf), 0.0))
+    assert json.dumps(a) == json.dumps(b)
+
+
+def test_records_written_with_every_digit_still_load(tmp_path):
+    # Records written before numbers were rounded hold full float64 reprs: they validate and load.
+    pose = Pose(4.402151829123472, 0.537618340134383, 0.0, 1.4195703731364286)
+    record = make_record(pose=pose)
+    R, C = extrinsics(pose)
+    record["pose"] = pose.as_dict()
+    record["camera"]["R"], record["camera"]["C"] = R.tolist(), C.tolist()
+    assert record["pose"]["azimuth"] == 4.402151829123472
+    rec.validate_annotation(record)
+    (tmp_path / "annotations.jsonl").write_text(json.dumps(record) + "\n")
+    loaded = rec.load_annotations(tmp_path)
+    assert loaded[0]["pose"]["azimuth"] == 4.402151829123472
+    np.testing.assert_array_equal(loaded[0]["camera"]["R"], R)
 
 
 def test_null_synset_and_empty_mask_are_allowed():

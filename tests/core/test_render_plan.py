@@ -164,3 +164,18 @@ def test_few_views_are_split_so_that_every_worker_gets_some(tmp_path):
     queue = plan.tasks(workers=2)
     sizes = [len(t.views) for t in iter(queue.next_task, None)]
     assert sum(sizes) == 30 and len(sizes) >= 4 and max(sizes) <= 8
+
+
+def test_a_class_keeps_the_name_an_older_version_recorded(tmp_path):
+    """Catalogue runs used to name a class by its synset id; now by its readable name. A dataset
+    begun with the id goes on with it (no refusal), and a new one gets the name."""
+    old = ModelJob("n02690373", "a", "a.glb", synset="n02690373")
+    plan_render(tmp_path / "old", {"seed": 0}, [old], 1, Shard(), tool_version="t")
+    new = ModelJob("airliner", "a", "a.glb", synset="n02690373")
+    plan = plan_render(tmp_path / "old", {"seed": 0}, [new], 1, Shard(), tool_version="t")
+    assert [m.class_name for m in plan.models] == ["n02690373"]
+    plan = plan_render(tmp_path / "new", {"seed": 0}, [new], 1, Shard(), tool_version="t")
+    assert [m.class_name for m in plan.models] == ["airliner"]
+    assert json.loads((tmp_path / "new" / "dataset.json").read_text())["classes"] == {
+        "n02690373": {"name": "airliner", "synset": "n02690373"}
+    }

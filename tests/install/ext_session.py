@@ -107,7 +107,8 @@ try:
     preferences = importlib.import_module(MODULE + ".dst3d_addon.blender.preferences")
     report["runtime_problem_managed"] = preferences.runtime_problem(bpy.context)
     prefs.worker_runtime = "EXISTING"
-    prefs.python_path = sys.executable
+    # The worker needs torch: this Python, or the one CI names when this is a bpy-only environment.
+    prefs.python_path = os.environ.get("DST3D_TEST_WORKER_PYTHON") or sys.executable
     report["runtime_problem_existing"] = preferences.runtime_problem(bpy.context)
     report["setup_poll_offline"] = bpy.ops.dst3d.setup_runtime.poll()
 

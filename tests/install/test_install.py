@@ -30,6 +30,10 @@ OPERATORS = {
     "generate_preview",
     "export_dataset",
     "dataset_pictures",
+    "prompt_add",
+    "prompt_remove",
+    "roll_prompt",
+    "write_prompts",
     "cancel_generation",
     "release_worker",
 }
@@ -194,3 +198,17 @@ def test_disable_and_enable_again(session: dict) -> None:
     assert off == {"enabled": False, "operators": [], "scene_has_settings": False, "worker_gone": True}
     on = session["after_enable"]
     assert on["enabled"] and set(on["operators"]) == OPERATORS
+
+
+def test_legacy_bl_info_agrees_with_the_manifest() -> None:
+    # Blender 3.4 to 4.1 read bl_info (a legacy add-on); 4.2+ the manifest. They must not disagree.
+    import ast
+    import tomllib
+
+    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
+    tree = ast.parse((ROOT / "__init__.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "bl_info")
+    bl_info = ast.literal_eval(node.value)
+    assert bl_info["name"] == manifest["name"] and bl_info["description"] == manifest["tagline"]
+    assert ".".join(map(str, bl_info["version"])) == manifest["version"]
+    assert bl_info["blender"] == (3, 4, 0) and manifest["blender_version_min"] == "4.2.0"

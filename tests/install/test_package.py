@@ -47,6 +47,10 @@ def installed(tmp_path_factory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "dst3d_addon/cli/__init__.py" in names and "dst3d_addon/generation/worker/loop.py" in names
     assert "dst3d_addon/generation/configs/sd15/unet/config.json" in names
+    assert "dst3d_addon/core/resources/synset_names.tsv" in names
+    assert "dst3d_addon/core/resources/LICENSE-WordNet-3.0" in names
+    assert "dst3d_addon/prompting/resources/template_words.txt" in names
+    assert "dst3d_addon/prompting/resources/llm_template.txt" in names
     assert not any(n.startswith(("tests/", "tools/")) or n == "__init__.py" for n in names)
     install = run(
         sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel), cwd=work

@@ -61,6 +61,10 @@ def test_kcf_resumes_per_fold_after_a_kill(small_copy, small_renders, tmp_path):
     result = run_batch("kcf", "--out", str(fresh), *QUICK, "--epochs", "6")
     assert result.returncode == 0, result.stderr
     assert _without_timing(json.loads((fresh / "kcf.json").read_text())) == _without_timing(resumed)
+    # The summary sets the held-out accuracy against chance, and warns when it is not clearly above.
+    assert "(chance " in result.stderr
+    assert ("WARNING: the pose estimators did not learn" in result.stderr) == (not resumed["learned"])
+    assert {"chance", "margin", "learned"} <= set(resumed) and "chance" in resumed["folds"][0]
 
     # Run again: nothing is retrained, kcf.json is the same file.
     result = run_batch("kcf", "--out", str(out), *QUICK, "--epochs", "6")
@@ -77,8 +81,11 @@ def test_kcf_resumes_per_fold_after_a_kill(small_copy, small_renders, tmp_path):
     assert "epochs: 6 -> 3" in result.stderr and "--allow-mixed" in result.stderr
 
 
-def _fake_kcf(out: Path) -> None:
-    """A kcf.json as the kcf stage writes it, with made-up scores (for the filter and the report)."""
+def _fake_kcf(out: Path, *, learned: bool = True) -> None:
+    """A kcf.json as the kcf stage writes it, with made-up scores (for the filter and the report).
+
+    Learned: the predictions are 0.05 rad off; not learned: 2 rad off, as a blind estimator's are.
+    """
     records = load_annotations(out, as_numpy=False)
     images = [
         {
@@ -90,7 +97,7 @@ def _fake_kcf(out: Path) -> None:
             "score": float((i * 7) % 24),
             "pose": [r["pose"]["azimuth"], r["pose"]["elevation"], r["pose"]["theta"]],
             "pred": [0.0, 0.0, 0.0],
-            "error": 0.1 * i,
+            "error": 0.05 if learned else 2.0,
         }
         for i, r in enumerate(records)
     ]
