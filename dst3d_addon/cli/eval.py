@@ -20,7 +20,8 @@ from .options import cli_text, fail, say
 
 #: eval trains with 3D-DST's recipe (kcf/recipes.py PRETRAINED) wherever an option is not given.
 EVAL_DEFAULTS = {
-    "recipe": "3D-DST's: 30 epochs, batch 32, 256 px, SGD lr 0.01",
+    "recipe": "3D-DST's",
+    "fixed": "yes",
     "backbone": "default: resnet-50 (3D-DST)",
     "pretrained": "Random initialisation, with a warning, when they cannot be had",
 }

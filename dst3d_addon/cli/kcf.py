@@ -140,30 +140,38 @@ def add_training_options(
     t: argparse._ArgumentGroup, *, seed_help: str, defaults: dict[str, str] = KCF_DEFAULTS
 ) -> None:
     """The pose estimator's training options (kcf and eval train the same estimator). Those left out
-    are None: a recipe (kcf/recipes.py) fills them; `defaults` words that in the help."""
-    recipe = defaults["recipe"]
+    are None: a recipe (kcf/recipes.py) fills them; `defaults` words that in the help (with "fixed",
+    the pretrained recipe's values)."""
+    fixed = defaults.get("fixed")
+
+    def default(field: str) -> str:
+        return f"default {PRETRAINED[field]}" if fixed else f"default: {defaults['recipe']}"
+
     t.add_argument(
-        "--epochs", type=positive_int("--epochs", most=10_000), default=None, help=f"default: {recipe}"
+        "--epochs", type=positive_int("--epochs", most=10_000), default=None, help=default("epochs")
     )
     t.add_argument(
-        "--batch-size", type=positive_int("--batch-size", most=4096), default=None, help=f"default: {recipe}"
+        "--batch-size", type=positive_int("--batch-size", most=4096), default=None, help=default("batch_size")
     )
     t.add_argument(
         "--image-size",
         type=positive_int("--image-size", most=2048),
         default=None,
         metavar="PX",
-        help=f"default: {recipe}",
+        help=default("image_size"),
     )
+    t.add_argument("--lr", type=positive_float("--lr"), default=None, help=f"learning rate ({default('lr')})")
     t.add_argument(
-        "--lr", type=positive_float("--lr"), default=None, help=f"learning rate (default: {recipe})"
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=None,
+        help=f"sgd (as 3D-DST) or adamw ({default('optimizer')})",
     )
-    t.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="sgd (as 3D-DST) or adamw")
     t.add_argument(
         "--momentum", type=finite_float("--momentum"), default=0.9, help="SGD momentum (default 0.9)"
     )
     t.add_argument(
-        "--weight-decay", type=finite_float("--weight-decay"), default=None, help=f"default: {recipe} (1e-4)"
+        "--weight-decay", type=finite_float("--weight-decay"), default=None, help=default("weight_decay")
     )
     t.add_argument(
         "--backbone",
