@@ -273,11 +273,7 @@ class _Lines:
         self.quiet = quiet
 
     def _say(self, text: str) -> None:
-        stream = self.progress.stream
-        if self.progress.enabled and self.progress.tty:
-            stream.write("\r\x1b[K")
-        stream.write(cli_text(text) + "\n")
-        stream.flush()
+        self.progress.say(cli_text(text))
 
     def __call__(self, msg: dict) -> None:
         kind, quiet = msg.get("type"), self.quiet

@@ -92,6 +92,13 @@ class Progress:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
 
+    def say(self, text: str) -> None:
+        """Print `text` as a line of its own: above the bar on a terminal (the bar redraws on the
+        next update), plainly otherwise."""
+        self.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
     def _draw(self) -> None:
         if self.tty:
             self.stream.write("\r" + self.line() + "\x1b[K")
