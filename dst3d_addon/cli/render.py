@@ -29,6 +29,7 @@ from ..core.render_settings import (
 from ..core.sampling import DEG, STRATEGIES, Distance, SamplingSpec, parse_strategy
 from ..core.synsets import synset_name
 from ..core.worker_pipe import Channel
+from .cluster import add_ray_option, join, leave, render_pool_options
 from .options import (
     PROG,
     Parser,
@@ -152,6 +153,7 @@ def add_render_options(r: argparse.ArgumentParser) -> None:
         help=f"a model whose import or view sends nothing for S seconds fails alone (default {DEFAULT_MODEL_TIMEOUT:g})",
     )
     x.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_option(x)
 
 
 def settings_from_args(args: argparse.Namespace) -> RenderSettings:
@@ -277,7 +279,7 @@ def memory_available() -> float | None:
 
 
 def run_render(args: argparse.Namespace, script: Path | None) -> int:
-    """The render stage; returns the exit code."""
+    """The render stage; returns the exit code (on the cluster `--ray` names, if given)."""
     settings = settings_from_args(args)
     missing: list[str] = []
     models = models_from_args(args, missing)
@@ -286,6 +288,22 @@ def run_render(args: argparse.Namespace, script: Path | None) -> int:
         for line in missing:
             fail(line)
         return 1
+    cluster = join(args, "render")
+    try:
+        return _render(args, script, settings, models, views, missing, cluster)
+    finally:
+        leave(cluster)
+
+
+def _render(
+    args: argparse.Namespace,
+    script: Path | None,
+    settings: RenderSettings,
+    models: list[ModelJob],
+    views: int,
+    missing: list[str],
+    cluster: object,
+) -> int:
     plan = plan_render(
         args.out,
         settings.as_dict(),
@@ -302,10 +320,15 @@ def run_render(args: argparse.Namespace, script: Path | None) -> int:
     removed = remove_stale_temps(plan.dataset.root)
     if removed:
         say(f"dst3d render: removed {removed} temporary file(s) a stopped run left behind")
-    workers = worker_count(args.workers) if plan.total else 1
     progress = Progress(plan.total, "views", enabled=not args.quiet)
     start = time.monotonic()
-    run = RenderRun(plan, settings, workers, script, progress, model_timeout=args.model_timeout)
+    if cluster is not None:
+        pool = render_pool_options(cluster, args)
+    else:
+        pool = {"workers": worker_count(args.workers) if plan.total else 1}
+    run = RenderRun(
+        plan, settings, script=script, progress=progress, model_timeout=args.model_timeout, **pool
+    )
     for index, model in enumerate(models):
         if next(plan.views_of(index), None) is None:
             continue
@@ -326,9 +349,10 @@ def run_render(args: argparse.Namespace, script: Path | None) -> int:
     rate = run.written / elapsed if elapsed > 0 else 0.0
     duplicates = run.records.duplicates
     duplicates = f", {duplicates} already written by another run" if duplicates else ""
+    lost = f", {run.lost} handed out again after their worker was lost" if run.lost else ""
     say(
         f"dst3d render: {run.written} views written, {plan.skipped} skipped (done before){duplicates}, "
-        f"{len(run.failed) + len(missing)} model(s) failed, in {format_duration(elapsed)} ({rate:.2f} views/s)"
+        f"{len(run.failed) + len(missing)} model(s) failed{lost}, in {format_duration(elapsed)} ({rate:.2f} views/s)"
     )
     for key, warnings in sorted(run.warnings.items()):
         for warning in warnings:

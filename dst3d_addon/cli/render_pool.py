@@ -29,6 +29,7 @@ import os
 import queue
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +37,12 @@ from ..core.errors import Dst3dError
 from ..core.progress import Progress
 from ..core.render_plan import ModelJob, RecordWriter, RenderPlan, Task
 from ..core.render_settings import RenderSettings
-from ..core.worker_pipe import WorkerProcess
+from ..core.worker_pipe import WorkerProcess, describe_exit
 
 #: Seconds a render worker may send nothing (importing a model, rendering a view) by default.
 DEFAULT_MODEL_TIMEOUT = 600.0
+#: Workers in a row that end before they are ready stop the run (a worker that cannot start).
+START_FAILURES = 3
 
 
 @dataclass
@@ -51,6 +54,7 @@ class _Worker:
     task: Task | None = None
     loaded: int | None = None  # the model in its scene
     heard: float = 0.0  # when it last sent a message (time.monotonic())
+    ready: bool = False  # it has said so (it started)
 
 
 def worker_command(script: Path | None) -> list[str]:
@@ -80,7 +84,14 @@ class RenderRun:
         progress: Progress,
         *,
         model_timeout: float = DEFAULT_MODEL_TIMEOUT,
+        process_factory: Callable[..., WorkerProcess] = WorkerProcess,
+        retries: int = 0,
+        threads: int | None = None,
     ) -> None:
+        """`process_factory` starts the workers (`WorkerProcess`'s signature: a Ray run gives remote
+        ones); `retries` is how many times a model's views go to another worker after the one that
+        had them ended (a lost node; 0 locally, where a worker that crashes fails its model at once);
+        `threads` each worker's threads (default: the cores shared between the workers)."""
         self.plan = plan
         self.dataset = plan.dataset
         self.settings = settings
@@ -93,7 +104,12 @@ class RenderRun:
         self.failed: dict[str, str] = {}  # model key -> reason
         self.warnings: dict[str, list[str]] = {}  # model key -> what its import changed
         self.records = RecordWriter(plan)
-        self.threads = max(1, (os.cpu_count() or 1) // self.workers_wanted)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers_wanted)
+        self.process_factory = process_factory
+        self.retries = retries
+        self.retried: dict[int, int] = {}  # model -> times its views were handed out again
+        self.lost = 0  # views handed out again after their worker ended
+        self._start_failures = 0
         self.inbox: queue.Queue = queue.Queue()
         self.workers: dict[WorkerProcess, _Worker] = {}
         self._next_index = 0
@@ -113,7 +129,7 @@ class RenderRun:
         self._next_index += 1
         log = self.dataset.root / "logs" / f"render-shard{self.plan.shard.index}-worker{index}.log"
         # A session of its own: Ctrl-C goes to the parent, which stops the workers.
-        process = WorkerProcess(worker_command(self.script), log, inbox=self.inbox, new_session=True)
+        process = self.process_factory(worker_command(self.script), log, inbox=self.inbox, new_session=True)
         process.start()
         worker = _Worker(index, process, heard=time.monotonic())
         self.workers[process] = worker
@@ -145,6 +161,9 @@ class RenderRun:
         kind = message.get("type")
         worker.heard = time.monotonic()
         if kind in ("ready", "task_done"):
+            if kind == "ready":
+                worker.ready = True
+                self._start_failures = 0
             self._next_task(worker)
         elif kind == "view":
             self.records.add(message["record"])
@@ -168,14 +187,30 @@ class RenderRun:
         code = worker.process.wait()
         worker.process.close_stdin()
         del self.workers[worker.process]
+        ended = getattr(worker.process, "describe_end", None)
+        how = ended() if ended is not None else f"crashed ({describe_exit(code)})"
+        if not worker.ready:
+            self._start_failures += 1
+            if self._start_failures >= START_FAILURES:
+                raise Dst3dError(
+                    f"render worker: {START_FAILURES} workers in a row ended before they were ready; the last {how}; "
+                    f"see {worker.process.log_path}"
+                )
         if worker.task is not None and worker.task.views:
-            model = self.models[worker.task.model]
-            self.progress.update(0, failed=len(worker.task.views))
-            self.fail_model(
-                worker.task.model,
-                f"{model.cad_path}: the render worker crashed (exit code {code}) on this model; "
-                f"see {worker.process.log_path}",
-            )
+            task = worker.task
+            model = self.models[task.model]
+            if self.retried.get(task.model, 0) < self.retries:
+                self.retried[task.model] = self.retried.get(task.model, 0) + 1
+                self.lost += len(task.views)
+                self.queue.put_back(task)
+            else:
+                tries = f" ({self.retries + 1} workers in a row)" if self.retries else ""
+                self.progress.update(0, failed=len(task.views))
+                self.fail_model(
+                    task.model,
+                    f"{model.cad_path}: the render worker {how} on this model{tries}; "
+                    f"see {worker.process.log_path}",
+                )
         if len(self.workers) < self.workers_wanted and self.queue.has_work():
             self._start_worker()
 

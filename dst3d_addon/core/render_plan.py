@@ -214,6 +214,11 @@ class TaskQueue:
                 self._held.append(task)
         return bool(self._held)
 
+    def put_back(self, task: Task) -> None:
+        """Hand `task` out again first (its worker ended before it was done)."""
+        if task.model not in self._dropped and task.views:
+            self._held.append(task)
+
     def drop(self, model: int) -> int:
         """Hand out no more views of `model` (it failed); returns how many views that leaves undone."""
         self._dropped.add(model)
