@@ -17,7 +17,7 @@ from typing import Any
 
 from .dataset import GENERATIONS, Dataset
 from .errors import DatasetError, setting
-from .files import read_records
+from .files import RecordLog, read_records
 from .generation_settings import MAX_SEED, GenerationSettings, SettingsError
 from .ids import check_relative_path, parse_annotation_id
 from .keep import filter_records, load_keep
@@ -303,6 +303,23 @@ def _record_key(record: dict) -> str | None:
     if isinstance(ident, str) and isinstance(k, int) and not isinstance(k, bool):
         return generation_key(ident, k)
     return None
+
+
+def generation_order(record: Mapping[str, Any]) -> str:
+    """The key generations.jsonl is sorted by when a run completes: the view's id, then k as a
+    number ('#' sorts below every character of an id, and k < MAX_IMAGES_PER_VIEW has 4 digits at
+    most), which is the order a run over id-sorted annotations plans. The file then does not
+    depend on which worker or node finished first."""
+    ident, k = record.get("id"), record.get("k")
+    if not isinstance(ident, str) or not isinstance(k, int) or isinstance(k, bool):
+        return f"~{ident}#{k}"  # a record the stages refuse anyway: after the valid ones
+    return f"{ident}#{k:04d}"
+
+
+def sort_generations(dataset: Dataset) -> bool:
+    """Put generations.jsonl in `generation_order` (atomically, under its lock; appends by other
+    runs wait); True if it was rewritten."""
+    return RecordLog(dataset.path(GENERATIONS), generation_order).sort()
 
 
 def completed_keys(dataset: Dataset) -> set[str]:

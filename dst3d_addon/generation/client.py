@@ -35,6 +35,8 @@ class WorkerConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     log_path: str | os.PathLike | None = None
     start_timeout: float = 600.0
+    #: Starts the worker (`WorkerProcess`'s signature): a Ray run gives one that starts it on the cluster.
+    process_factory: Callable[..., WorkerProcess] = WorkerProcess
 
 
 class Job:
@@ -156,7 +158,7 @@ class WorkerClient:
             raise MissingRuntime(
                 f"worker Python {python}: no such file; set the worker's Python to one with torch"
             )
-        process = WorkerProcess(
+        process = self.config.process_factory(
             [python, "-u", "-m", WORKER_MODULE],
             self._log_path,
             env=worker_environment(self.config.env),

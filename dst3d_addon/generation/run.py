@@ -5,7 +5,12 @@ worker in batches, write their records. The batch script and Blender's Export op
 drive it from a timer and a test step by step; `run()` drives it to the end for the batch script.
 Rendered data is never touched: images are written next to it (atomically, by the worker) and a
 record is appended only once its image is complete. Out of memory halves the batch and retries; a
-crashed worker is restarted once per batch.
+crashed worker is restarted once per batch. A completed run puts generations.jsonl in
+(id, k) order, so the file does not depend on batches, resumes or how many runs wrote it.
+
+A run `following` a render (the `run` stage on a cluster) plans the views already in
+annotations.jsonl when it starts, then takes the views the render reports (`feed`) as they come,
+and ends once `end_feed` says no more will.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,7 @@ from ..core.generation_plan import (
     generation_key,
     generation_record,
     iter_items,
+    sort_generations,
 )
 from ..core.generation_settings import TINY, GenerationSettings
 from ..core.prompt_table import load_prompt_table
@@ -110,6 +116,10 @@ class Batcher:
             batch.append(item)
         return batch
 
+    def extend(self, items: Iterable[GenerationItem]) -> None:
+        """Hand these items out after the others (views rendered since the run started)."""
+        self._items = itertools.chain(self._items, items)
+
     def put_back(self, items: Sequence[GenerationItem]) -> None:
         """Hand these items out again first (a batch that did not fit in memory)."""
         rest = [self._next] if self._next is not None else []
@@ -141,14 +151,18 @@ class GenerateRun:
         log: Callable[[str], None] = lambda message: None,
         on_images: Callable[[int], None] = lambda n: None,
         on_step: Callable[[int, int], None] = lambda step, steps: None,
+        following: bool = False,
     ) -> None:
+        """`following`: more views come through `feed` until `end_feed` (annotations.jsonl may
+        not exist yet); the run starts its worker at once and waits for them."""
         self.out = Path(out)
+        self.following = following
         self.settings = settings
         self.options = options
         self.log = log
         self.on_images = on_images
         self.on_step = on_step
-        if not (self.out / ANNOTATIONS).is_file():
+        if not (self.out / ANNOTATIONS).is_file() and not following:
             raise DatasetError(f"{OUT} {self.out}: no {ANNOTATIONS} there; run the render stage first")
         # The dataset's prompt table (prompts.jsonl) joins the prompts given (dataset-format.md).
         self.prompts = prompts if prompts.table is not None else prompts.with_table(load_prompt_table(out))
@@ -156,7 +170,7 @@ class GenerateRun:
         self.views: list[str] = []  # the ids of the views, in file order (the plan streams the rest)
         sizes: set[tuple[int, int]] = set()
         classes: set[tuple[str, str | None]] = set()
-        for record in iter_annotations(self.out):
+        for record in iter_annotations(self.out) if (self.out / ANNOTATIONS).is_file() else ():
             self.views.append(record["id"])
             sizes.add((record["camera"]["width"], record["camera"]["height"]))
             classes.add((record["class"]["name"], record["class"]["synset"]))
@@ -179,6 +193,9 @@ class GenerateRun:
         self._job: Job | None = None
         self._batch: list[GenerationItem] | None = None
         self._crash_retried = False
+        self._fed: list[Mapping[str, Any]] = []  # views fed before the dataset was opened
+        self._known: set[str] = set(self.views) if following else set()  # views planned (following)
+        self._taken: set[str] = set()  # generation keys handed out (following: a view fed twice)
         self.started = time.monotonic()
         self.stage_settings = {
             **settings.as_dict(self.prompts.captions_digest, self.prompts.table_digest),
@@ -189,8 +206,8 @@ class GenerateRun:
         self.owned = self._count(set())  # this shard's images, done or not
         self.total = self._count(completed_keys(Dataset(self.out, "generate", {})))
         self.skipped = self.owned - self.total
-        if self.total == 0:
-            self.state = "done"
+        if self.total == 0 and not following:
+            self._finish()
         else:
             self.client.start()
 
@@ -251,15 +268,53 @@ class GenerateRun:
         )
 
     def plan(self, done: Container[str]) -> Iterator[GenerationItem]:
-        """The images of this shard not in `done` (generation keys), as a stream."""
+        """The images of this shard not in `done` (generation keys), as a stream (following a
+        render: of the views there were when the run started; the others come through `feed`)."""
+        annotations: Iterable[Mapping[str, Any]] = ()
+        if (self.out / ANNOTATIONS).is_file():
+            annotations = iter_annotations(self.out)
+            if self.following:
+                annotations = (a for a in annotations if a["id"] in self._known)
         return iter_items(
-            iter_annotations(self.out),
+            annotations,
             self.settings,
             self.prompts,
             self.options.images_per_view,
             self.options.shard,
             done,
         )
+
+    def _once(self, items: Iterable[GenerationItem]) -> Iterator[GenerationItem]:
+        """`items` less those already handed out (a view both in the file and fed)."""
+        for item in items:
+            key = generation_key(item.annotation_id, item.k)
+            if key not in self._taken:
+                self._taken.add(key)
+                yield item
+
+    def feed(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Views the render has just written (annotation records): their images join the plan."""
+        fresh = [r for r in records if r["id"] not in self._known and self.options.shard.owns(r["id"])]
+        if not fresh or self.finished:
+            return
+        self._known.update(r["id"] for r in fresh)
+        self.views.extend(r["id"] for r in fresh)
+        self.owned += len(fresh) * self.options.images_per_view
+        self.total += len(fresh) * self.options.images_per_view
+        if self.dataset is None:
+            self._fed.extend(fresh)
+        else:
+            self._plan_fed(fresh)
+
+    def _plan_fed(self, records: Sequence[Mapping[str, Any]]) -> None:
+        items = iter_items(
+            records, self.settings, self.prompts, self.options.images_per_view, self.options.shard, ()
+        )
+        self.pending.extend(self._once(items))
+
+    def end_feed(self) -> None:
+        """No more views will come: the run ends once those it has are done."""
+        self.following = False
 
     @property
     def finished(self) -> bool:
@@ -305,6 +360,10 @@ class GenerateRun:
             self.state = "loading"
             return
         if self._job is None:
+            if self.state == "generating":  # waiting for views to be fed
+                self._next_batch()
+                if self._job is None and self.state == "generating" and timeout > 0:
+                    time.sleep(timeout)
             return
         self.client.pump(timeout)
         if not self._job.done:
@@ -352,8 +411,11 @@ class GenerateRun:
         done = completed_keys(self.dataset)
         self.total = self._count(done)
         self.skipped = self.owned - self.total
-        self.pending = Batcher(self.plan(done))
+        self.pending = Batcher(self._once(self.plan(done)))
         self.state = "generating"
+        if self._fed:
+            fed, self._fed = self._fed, []
+            self._plan_fed(fed)
 
     def _submit(self, batch: list[GenerationItem]) -> None:
         assert self.dataset is not None
@@ -388,7 +450,9 @@ class GenerateRun:
     def _next_batch(self) -> None:
         batch = self.pending.take(self.batch_size)
         if not batch:
-            self.state = "done"
+            self._batch = None
+            if not self.following:
+                self._finish()
             return
         self._crash_retried = False
         self._submit(batch)
@@ -425,6 +489,11 @@ class GenerateRun:
             self._submit(batch)
             return
         raise error
+
+    def _finish(self) -> None:
+        """Done: put generations.jsonl in order (see the module)."""
+        sort_generations(Dataset(self.out, "generate", {}))
+        self.state = "done"
 
     def cancel(self) -> None:
         """Stop the current batch at its next step; the images already written stay."""
