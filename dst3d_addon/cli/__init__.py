@@ -19,8 +19,9 @@ from .. import __version__
 from ..core.errors import Dst3dError
 from . import eval as eval_door
 from . import export, kcf, prompts, sheet
-from .generate import add_generation_options, run_all, run_generate
+from .generate import add_generation_options, run_generate
 from .options import PROG, Parser, UsageError, fail, join_dash_values
+from .pipeline import run_all
 from .render import add_render_options, run_render, run_worker
 
 

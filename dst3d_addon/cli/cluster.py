@@ -97,3 +97,16 @@ def render_pool_options(cluster: Any, args: argparse.Namespace) -> dict[str, Any
         "retries": RETRIES,
         "threads": 1,
     }
+
+
+def generation_workers(cluster: Any, device: str, tiny: bool) -> tuple[int, Any]:
+    """(how many generation workers, their process factory) for a run on `cluster`: one per GPU
+    (a CPU and a GPU each); one on a CPU with `--device cpu`, or for the tiny pipeline on a
+    cluster without GPUs (it runs on the CPU anywhere). (0, None): there is nowhere to generate."""
+    _, remote_process = ray_modules()
+    gpus = cluster.slots("GPU")
+    if device == "cpu" or (gpus == 0 and tiny and device == "auto"):
+        return 1, remote_process.remote_factory(remote_process.Placement(cpus=1))
+    if gpus == 0:
+        return 0, None
+    return gpus, remote_process.remote_factory(remote_process.Placement(cpus=1, gpus=1))

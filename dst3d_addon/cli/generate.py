@@ -7,8 +7,10 @@ import argparse
 import json
 import os
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
+from ..core.cluster import sub_shard
 from ..core.dataset import ANNOTATIONS, DATASET_JSON, Dataset
 from ..core.generation_plan import MAX_IMAGES_PER_VIEW
 from ..core.generation_settings import (
@@ -27,9 +29,11 @@ from ..core.prompt_table import PROMPTS_FILE, load_prompt_file, merge_prompt_fil
 from ..core.prompts import PAPER_PROMPT, PromptSource
 from ..core.render_plan import Shard
 from ..generation.client import WorkerClient, WorkerConfig
-from ..generation.run import GenerateRun, RunOptions
+from ..generation.errors import GenerationError
+from ..generation.fleet import GenerateFleet
+from ..generation.run import GenerateRun, RunOptions, Unavailable, pipeline_request
+from .cluster import add_ray_option, generation_workers, join, leave
 from .options import UsageError, cli_text, device, fail, finite_float, positive_int, say, seed, shard
-from .render import run_render
 
 
 def add_generation_options(g: argparse.ArgumentParser, common: bool) -> None:
@@ -127,6 +131,7 @@ def add_generation_options(g: argparse.ArgumentParser, common: bool) -> None:
             "--allow-mixed", action="store_true", help="write into a dataset made with other settings"
         )
         x.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_ray_option(x)
 
 
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
@@ -228,19 +233,9 @@ def _skipped_hint(args: argparse.Namespace, reason: str) -> str:
     )
 
 
-def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) -> int:
-    """The generate stage; returns the exit code. With `skip_unavailable` (the `run` stage), missing
-    weights, torch or GPU end it with a message and exit 0: the rendered data is complete, and the
-    generation options are kept for a later `generate`."""
-    if not skip_unavailable:
-        taken = recall_generation(args)
-        if taken:
-            say(f"dst3d generate: using {', '.join(taken)} as the skipped run gave them (dataset.json)")
-    settings = generation_settings_from_args(args)
-    prompts = PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
-    if args.prompts is not None and (Path(args.out) / ANNOTATIONS).is_file():
-        merge_prompts(Path(args.out), args.prompts)
-    options = RunOptions(
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """RunOptions from the parsed options."""
+    return RunOptions(
         images_per_view=args.images_per_view,
         batch_size=args.batch_size,
         device=args.device,
@@ -250,55 +245,166 @@ def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) ->
         base_config=args.base_config,
         batching=args.batching,
     )
-    out = Path(args.out)
-    client = WorkerClient(
-        WorkerConfig(python=args.python, log_path=out / "logs" / f"generate-{os.getpid()}.log")
-    )
-    progress: Progress | None = None
 
-    def log(message: str) -> None:
-        if progress is not None:
-            progress.clear()
+
+def prepare_generation(
+    args: argparse.Namespace, *, skip_unavailable: bool
+) -> tuple[GenerationSettings, PromptSource, RunOptions]:
+    """The generation's settings, prompts and run options (a skipped run's options recalled for
+    `generate`, a --prompts file merged into the dataset)."""
+    if not skip_unavailable:
+        taken = recall_generation(args)
+        if taken:
+            say(f"dst3d generate: using {', '.join(taken)} as the skipped run gave them (dataset.json)")
+    settings = generation_settings_from_args(args)
+    prompts = PromptSource.load(settings.prompt, settings.negative_prompt, settings.captions)
+    if args.prompts is not None and (Path(args.out) / ANNOTATIONS).is_file():
+        merge_prompts(Path(args.out), args.prompts)
+    return settings, prompts, run_options(args)
+
+
+class GenerateView:
+    """The generate stage as the terminal shows it: log lines, the denoising step, and one
+    progress bar of images (with a note the `run` stage sets: how far the render is)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.note = ""
+
+    def log(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.clear()
         say(f"dst3d generate: {message}")
 
-    def step(done: int, steps: int) -> None:
-        if progress is not None:
-            progress.set_note(f"step {done}/{steps}")
+    def step(self, done: int, steps: int) -> None:
+        if self.progress is not None:
+            self.progress.set_note(", ".join(n for n in (self.note, f"step {done}/{steps}") if n))
 
-    def images(n: int) -> None:
-        if progress is not None:
-            progress.update(n)
+    def images(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.update(n)
 
-    run = GenerateRun(out, settings, prompts, options, client, log=log, on_images=images, on_step=step)
-    tiny = run.request["base"] == TINY
-    say(
-        f"dst3d generate: {len(run.views)} views x {args.images_per_view} image(s), shard "
-        f"{args.shard.index}/{args.shard.count}: {run.total} to generate, {run.skipped} already done -> {out}"
-    )
-    try:
-        while not run.poll(0.2):
-            if progress is None and run.state == "generating":
-                progress = Progress(run.total, "images", enabled=not args.quiet)
-    except KeyboardInterrupt:
-        run.cancel()
-        client.release()
-        if progress is not None:
-            progress.close()
-        say(
-            f"dst3d generate: interrupted after {run.written} new images; run the same command again to resume"
+    def follow(self, run: GenerateRun | GenerateFleet) -> None:
+        """Start the bar once images are being made; keep its total up to date."""
+        if self.progress is None and run.state == "generating":
+            self.progress = Progress(run.total, "images", enabled=not self.quiet)
+        if self.progress is not None:
+            self.progress.total = run.total
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+
+
+def make_generation(
+    args: argparse.Namespace,
+    settings: GenerationSettings,
+    prompts: PromptSource,
+    options: RunOptions,
+    cluster: object,
+    view: GenerateView,
+    *,
+    following: bool = False,
+) -> GenerateRun | GenerateFleet:
+    """The generate run: one local worker, or with a `cluster` one worker per GPU of the
+    cluster (each a GenerateRun on its part of --shard, see generation/fleet.py). Unavailable when
+    the cluster has no GPU and the model needs one."""
+    out = Path(args.out)
+    callbacks = {"on_images": view.images, "on_step": view.step, "following": following}
+    if cluster is None:
+        client = WorkerClient(
+            WorkerConfig(python=args.python, log_path=out / "logs" / f"generate-{os.getpid()}.log")
         )
-        return 130
+        return GenerateRun(out, settings, prompts, options, client, log=view.log, **callbacks)
+    base = pipeline_request(settings, options)["base"]
+    count, factory = generation_workers(cluster, options.device, base == TINY)
+    if count == 0:
+        raise Unavailable(
+            f"the Ray cluster has no GPU; {base} on the CPU takes minutes per image, so nothing was "
+            f"generated (pass --device cpu to run it on the cluster's CPUs anyway)"
+        )
+    runs: list[GenerateRun] = []
+    try:
+        for k in range(count):
+            config = WorkerConfig(
+                python=args.python,
+                log_path=out / "logs" / f"generate-{os.getpid()}-{k}.log",
+                process_factory=factory,
+            )
+            part = replace(options, shard=sub_shard(options.shard, k, count))
+            log = view.log if count == 1 else (lambda message, k=k: view.log(f"worker {k}: {message}"))
+            runs.append(GenerateRun(out, settings, prompts, part, WorkerClient(config), log=log, **callbacks))
+    except BaseException:
+        for run in runs:
+            run.close()
+        raise
+    view.log(f"{count} worker(s) on the cluster, each with its own part of the views")
+    return GenerateFleet(runs)
+
+
+def run_generate(args: argparse.Namespace, *, skip_unavailable: bool = False) -> int:
+    """The generate stage; returns the exit code. With `skip_unavailable` (the `run` stage), missing
+    weights, torch or GPU end it with a message and exit 0: the rendered data is complete, and the
+    generation options are kept for a later `generate`. With --ray, on the cluster's GPUs."""
+    settings, prompts, options = prepare_generation(args, skip_unavailable=skip_unavailable)
+    out = Path(args.out)
+    cluster = join(args, "generate")
+    view = GenerateView(args.quiet)
+    try:
+        try:
+            run = make_generation(args, settings, prompts, options, cluster, view)
+        except Unavailable as exc:
+            return report_generation(args, None, exc, skip_unavailable=skip_unavailable)
+        say(
+            f"dst3d generate: {len(run.views)} views x {args.images_per_view} image(s), shard "
+            f"{args.shard.index}/{args.shard.count}: {run.total} to generate, {run.skipped} already done -> {out}"
+        )
+        try:
+            while not run.poll(0.2):
+                view.follow(run)
+        except KeyboardInterrupt:
+            run.cancel()
+            close_generation(run)
+            view.close()
+            say(
+                f"dst3d generate: interrupted after {run.written} new images; run the same command again to resume"
+            )
+            return 130
+        finally:
+            close_generation(run)
+        view.close()
+        return report_generation(args, run, run.error, skip_unavailable=skip_unavailable)
     finally:
-        client.release()
-    if progress is not None:
-        progress.close()
-    if run.state == "unavailable" and skip_unavailable:
+        leave(cluster)
+
+
+def close_generation(run: GenerateRun | GenerateFleet) -> None:
+    """Release the worker(s) the run uses."""
+    if isinstance(run, GenerateFleet):
+        run.close()
+    else:
+        run.client.release()
+
+
+def report_generation(
+    args: argparse.Namespace,
+    run: GenerateRun | GenerateFleet | None,
+    error: GenerationError | None,
+    *,
+    skip_unavailable: bool,
+) -> int:
+    """Say how the generation ended; returns the exit code."""
+    unavailable = isinstance(error, Unavailable) if run is None else run.state == "unavailable"
+    if unavailable and skip_unavailable:
         remember_generation(args)
-        say(_skipped_hint(args, cli_text(run.error)))
+        say(_skipped_hint(args, cli_text(error)))
         return 0
-    if run.error is not None:
-        fail(run.error)
-        return 2 if run.error.kind == "bad_input" else 1
+    if error is not None:
+        fail(error)
+        return 2 if error.kind == "bad_input" else 1
+    assert run is not None
+    tiny = run.request["base"] == TINY
     rate = run.written / run.elapsed if run.elapsed > 0 else 0.0
     say(
         f"dst3d generate: {run.written} images written, {run.skipped} skipped (done before), in "
@@ -316,15 +422,3 @@ def merge_prompts(out: Path, path: str) -> None:
     say(
         f"dst3d generate: --prompts {path}: {count} prompts for {len(groups)} classes or models -> {out / PROMPTS_FILE}"
     )
-
-
-def run_all(args: argparse.Namespace, script: Path | None) -> int:
-    """The `run` stage: render, then generate (skipped with a message where it cannot run)."""
-    if args.prompts is not None:  # a bad prompt file is refused before anything is rendered
-        if not Path(args.prompts).is_file():
-            raise UsageError(f"--prompts {args.prompts}: no such file")
-        load_prompt_file(args.prompts)
-    code = run_render(args, script)
-    if code != 0:
-        return code
-    return run_generate(args, skip_unavailable=True)

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import __version__
@@ -290,12 +290,12 @@ def run_render(args: argparse.Namespace, script: Path | None) -> int:
         return 1
     cluster = join(args, "render")
     try:
-        return _render(args, script, settings, models, views, missing, cluster)
+        return render_views(args, script, settings, models, views, missing, cluster)
     finally:
         leave(cluster)
 
 
-def _render(
+def render_views(
     args: argparse.Namespace,
     script: Path | None,
     settings: RenderSettings,
@@ -303,7 +303,13 @@ def _render(
     views: int,
     missing: list[str],
     cluster: object,
+    *,
+    pool: dict | None = None,
+    runner: Callable[[RenderRun, Progress], None] | None = None,
 ) -> int:
+    """Plan and render, then report. `pool`: RenderRun's worker keywords (default: this machine's,
+    or the cluster's); `runner` runs the RenderRun instead of `run.run()` (the pipelined `run`
+    stage, which generates while it renders)."""
     plan = plan_render(
         args.out,
         settings.as_dict(),
@@ -322,7 +328,9 @@ def _render(
         say(f"dst3d render: removed {removed} temporary file(s) a stopped run left behind")
     progress = Progress(plan.total, "views", enabled=not args.quiet)
     start = time.monotonic()
-    if cluster is not None:
+    if pool is not None:
+        pass
+    elif cluster is not None:
         pool = render_pool_options(cluster, args)
     else:
         pool = {"workers": worker_count(args.workers) if plan.total else 1}
@@ -339,7 +347,10 @@ def _render(
         except (OSError, RecursionError, MemoryError, ValueError) as exc:
             run.fail_model(index, f"{model.cad_path}: cannot be checked ({type(exc).__name__}: {exc})")
     try:
-        run.run()
+        if runner is not None:
+            runner(run, progress)
+        else:
+            run.run()
     except KeyboardInterrupt:
         progress.close()
         say(f"dst3d render: interrupted after {run.written} new views; run the same command again to resume")

@@ -113,6 +113,11 @@ class RenderRun:
         self.inbox: queue.Queue = queue.Queue()
         self.workers: dict[WorkerProcess, _Worker] = {}
         self._next_index = 0
+        # Set by a run that consumes the views as they come (the `run` stage on a cluster):
+        self.hold: Callable[[], bool] | None = None  # True: idle workers wait (re-asked each second)
+        self.on_view: Callable[[dict], None] | None = None  # each record once appended
+        self.sort_records = True  # False: the caller sorts (`records.finish()`) on its own thread
+        self._parked: list[_Worker] = []
 
     def failed_key(self, model: ModelJob) -> str:
         return f"{model.class_key}/{model.model_id}"
@@ -164,9 +169,15 @@ class RenderRun:
             if kind == "ready":
                 worker.ready = True
                 self._start_failures = 0
-            self._next_task(worker)
+            if self.hold is not None and self.queue.has_work() and self.hold():
+                worker.task = None
+                self._parked.append(worker)
+            else:
+                self._next_task(worker)
         elif kind == "view":
             self.records.add(message["record"])
+            if self.on_view is not None:
+                self.on_view(message["record"])
             if worker.task is not None:
                 worker.task = Task(worker.task.model, worker.task.views[1:])
             self.progress.update(1)
@@ -187,6 +198,7 @@ class RenderRun:
         code = worker.process.wait()
         worker.process.close_stdin()
         del self.workers[worker.process]
+        self._parked = [w for w in self._parked if w is not worker]
         ended = getattr(worker.process, "describe_end", None)
         how = ended() if ended is not None else f"crashed ({describe_exit(code)})"
         if not worker.ready:
@@ -236,6 +248,7 @@ class RenderRun:
             self._start_worker()
         try:
             while self.workers:
+                self._unpark()
                 try:
                     process, message = self.inbox.get(timeout=1.0)
                 except queue.Empty:
@@ -251,7 +264,15 @@ class RenderRun:
                 self._check_deadlines()
         finally:
             self.stop()
-        self.records.finish()
+        if self.sort_records:
+            self.records.finish()
+
+    def _unpark(self) -> None:
+        """Give the waiting workers their tasks once `hold` lets them go."""
+        if self._parked and not (self.hold is not None and self.hold()):
+            parked, self._parked = self._parked, []
+            for worker in parked:
+                self._next_task(worker)
 
     def stop(self) -> None:
         """End every worker (used on Ctrl-C and errors too)."""
