@@ -93,17 +93,15 @@ def test_generate_on_ray_is_the_local_run(env, cluster, rendered, local, tmp_pat
     assert len(logs) == 1 and "actor pid" in logs[0].read_text()
 
 
-def test_run_on_ray_generates_while_rendering(env, cluster, tmp_path):
-    reference = tmp_path / "local"
-    proc = run_batch("run", *RENDER, "--views", "8", "--out", reference, *TINY, env=env)
-    assert proc.returncode == 0, proc.stderr
+def test_run_on_ray_generates_while_rendering(env, cluster, rendered, local, tmp_path):
+    # `run` locally is `render` then `generate`: the `rendered` and `local` fixtures.
     out = tmp_path / "ray"
-    proc = run_batch("run", *RENDER, "--views", "8", "--out", out, *TINY, "--ray", cluster.address, env=env)
+    proc = run_batch("run", *RENDER, "--views", "6", "--out", out, *TINY, "--ray", cluster.address, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "generating while rendering" in proc.stderr and "8 images written" in proc.stderr
+    assert "generating while rendering" in proc.stderr and "6 images written" in proc.stderr
     assert re.search(r"the first image came .* after the first rendered view", proc.stderr), proc.stderr
-    assert (reference / "annotations.jsonl").read_bytes() == (out / "annotations.jsonl").read_bytes()
-    same_generations(reference, out)
+    assert (rendered / "annotations.jsonl").read_bytes() == (out / "annotations.jsonl").read_bytes()
+    same_generations(local, out)
 
 
 def _actor_pid(log: Path, deadline: float) -> int:
@@ -146,7 +144,7 @@ def test_a_killed_generation_actor_costs_its_batch(env, cluster, rendered, local
     same_generations(local, out)
 
 
-def test_a_cluster_without_gpu_skips_generation(env, rendered, tmp_path):
+def test_a_cluster_without_gpu_refuses_or_skips_generation(env, rendered, tmp_path):
     plain = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
     plain["CUDA_VISIBLE_DEVICES"] = ""  # a local Ray instance without GPUs
     out = tmp_path / "ds"
@@ -156,3 +154,10 @@ def test_a_cluster_without_gpu_skips_generation(env, rendered, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("dst3d: error:")]
     assert len(errors) == 1 and "the Ray cluster has no GPU" in errors[0] and "--device cpu" in errors[0]
     assert not (out / "generations.jsonl").exists()
+    # The run stage renders on the cluster, then skips generation with the same words.
+    run = tmp_path / "run"
+    proc = run_batch("run", *RENDER, "--views", "2", "--out", run, "--quiet", "--ray", "local", env=plain)
+    assert proc.returncode == 0, proc.stderr
+    assert "generation skipped: the Ray cluster has no GPU" in proc.stderr
+    assert len((run / "annotations.jsonl").read_text().splitlines()) == 2
+    assert not (run / "generations.jsonl").exists()
