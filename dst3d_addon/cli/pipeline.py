@@ -83,7 +83,13 @@ def _run_on_cluster(args: argparse.Namespace, script: Path | None) -> int:
         )
         if pipeline.generation is None:
             return code
-        gen_code = pipeline.report()
+        if code == 130:
+            say(
+                f"dst3d generate: interrupted after {pipeline.generation.written} new images; run the same "
+                "command again to resume"
+            )
+            return code
+        gen_code = pipeline.report(pipeline.render.waited if pipeline.render is not None else 0.0)
         return code or gen_code
     finally:
         leave(cluster)
@@ -131,6 +137,7 @@ class Pipeline:
         self.generation: GenerateRun | GenerateFleet | None = None
         self.first_view: float | None = None
         self.first_image: float | None = None
+        self.render: RenderRun | None = None
         self._records: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
 
@@ -168,6 +175,7 @@ class Pipeline:
             f"dst3d run: generating while rendering: {run.total} images of views rendered before, and "
             f"{self.args.images_per_view} per view as each is rendered"
         )
+        self.render = render
         render.on_view = self._records.put
         render.hold = self._hold
         render.sort_records = False  # sorted here, so that no plan reads the file while it is replaced
@@ -201,8 +209,10 @@ class Pipeline:
         if self._error is not None:
             raise self._error
 
-    def report(self) -> int:
-        """Say how the generation ended and how soon it started; returns its exit code."""
+    def report(self, waited: float) -> int:
+        """Say how the generation ended, how soon it started after the render, and how long
+        rendering waited for it (`waited`: seconds, summed over render workers); returns its
+        exit code."""
         run = self.generation
         assert run is not None
         if self.first_view is not None and self.first_image is not None:
@@ -210,4 +220,6 @@ class Pipeline:
                 f"dst3d run: the first image came {format_duration(self.first_image - self.first_view)} "
                 f"({self.first_image - self.first_view:.1f} s) after the first rendered view"
             )
+        if waited > 0:
+            say(f"dst3d run: render workers waited {waited:.1f} s in all for generation to catch up")
         return report_generation(self.args, run, run.error, skip_unavailable=True)

@@ -117,7 +117,8 @@ class RenderRun:
         self.hold: Callable[[], bool] | None = None  # True: idle workers wait (re-asked each second)
         self.on_view: Callable[[dict], None] | None = None  # each record once appended
         self.sort_records = True  # False: the caller sorts (`records.finish()`) on its own thread
-        self._parked: list[_Worker] = []
+        self._parked: list[tuple[_Worker, float]] = []  # (worker, since when)
+        self.waited = 0.0  # seconds workers spent waiting for `hold`, summed over workers
 
     def failed_key(self, model: ModelJob) -> str:
         return f"{model.class_key}/{model.model_id}"
@@ -171,7 +172,7 @@ class RenderRun:
                 self._start_failures = 0
             if self.hold is not None and self.queue.has_work() and self.hold():
                 worker.task = None
-                self._parked.append(worker)
+                self._parked.append((worker, time.monotonic()))
             else:
                 self._next_task(worker)
         elif kind == "view":
@@ -198,7 +199,7 @@ class RenderRun:
         code = worker.process.wait()
         worker.process.close_stdin()
         del self.workers[worker.process]
-        self._parked = [w for w in self._parked if w is not worker]
+        self._parked = [(w, since) for w, since in self._parked if w is not worker]
         ended = getattr(worker.process, "describe_end", None)
         how = ended() if ended is not None else f"crashed ({describe_exit(code)})"
         if not worker.ready:
@@ -271,7 +272,9 @@ class RenderRun:
         """Give the waiting workers their tasks once `hold` lets them go."""
         if self._parked and not (self.hold is not None and self.hold()):
             parked, self._parked = self._parked, []
-            for worker in parked:
+            now = time.monotonic()
+            for worker, since in parked:
+                self.waited += now - since
                 self._next_task(worker)
 
     def stop(self) -> None:
