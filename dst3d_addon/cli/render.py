@@ -356,7 +356,7 @@ def render_views(
         say(f"dst3d render: interrupted after {run.written} new views; run the same command again to resume")
         return 130
     progress.close()
-    elapsed = time.monotonic() - start
+    elapsed = (run.ended or time.monotonic()) - start  # the pipelined run generates after it
     rate = run.written / elapsed if elapsed > 0 else 0.0
     duplicates = run.records.duplicates
     duplicates = f", {duplicates} already written by another run" if duplicates else ""

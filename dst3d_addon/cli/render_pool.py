@@ -119,6 +119,7 @@ class RenderRun:
         self.sort_records = True  # False: the caller sorts (`records.finish()`) on its own thread
         self._parked: list[tuple[_Worker, float]] = []  # (worker, since when)
         self.waited = 0.0  # seconds workers spent waiting for `hold`, summed over workers
+        self.ended: float | None = None  # when the last worker ended (time.monotonic())
 
     def failed_key(self, model: ModelJob) -> str:
         return f"{model.class_key}/{model.model_id}"
@@ -265,6 +266,7 @@ class RenderRun:
                 self._check_deadlines()
         finally:
             self.stop()
+            self.ended = time.monotonic()
         if self.sort_records:
             self.records.finish()
 
