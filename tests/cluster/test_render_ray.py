@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.batch_script import ROOT, SAMPLE, SCRIPT, kill_group, run_batch, start_batch
+from tests.batch_script import ROOT, SAMPLE, SCRIPT, batch_command, kill_group, run_batch, start_batch
 from tests.cluster.ray_cluster import TestCluster
 
 #: Small views: the cost of a view is mostly its fixed part, and the comparisons are of bytes.
@@ -75,6 +75,12 @@ def actor_pids(out: Path) -> list[int]:
     return pids
 
 
+def watched(cluster: TestCluster, out: Path) -> subprocess.Popen:
+    """A long render on `cluster`, its errors kept to read."""
+    command = batch_command(*RENDER, "--views", LONG_VIEWS, "--out", out, "--ray", cluster.address)
+    return subprocess.Popen(command, cwd=ROOT, env=cluster.env, stderr=subprocess.PIPE, text=True)
+
+
 def wait_for(condition, timeout: float = 120, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -113,14 +119,7 @@ def test_auto_joins_the_cluster_of_ray_address(cluster, reference, tmp_path):
 
 def test_a_killed_actor_costs_only_its_views(cluster, reference, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *map(str, RENDER), "--views", str(LONG_VIEWS), "--out", str(out)]
-        + ["--ray", cluster.address],
-        cwd=ROOT,
-        env=cluster.env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = watched(cluster, out)
     wait_for(lambda: annotations(out) >= 10, what="the first views")
     victim = actor_pids(out)[0]
     os.kill(victim, 9)
@@ -146,14 +145,7 @@ def test_a_killed_driver_resumes_to_the_same_bytes(cluster, reference, tmp_path)
 def test_a_lost_node_costs_only_its_views(cluster, reference, tmp_path):
     """Last in the module: the cluster has one node less afterwards."""
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *map(str, RENDER), "--views", str(LONG_VIEWS), "--out", str(out)]
-        + ["--ray", cluster.address],
-        cwd=ROOT,
-        env=cluster.env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = watched(cluster, out)
     wait_for(lambda: annotations(out) >= 10, what="the first views")
     cluster.stop_node(cluster.nodes[1])  # the second machine goes away, its actors with it
     _, stderr = proc.communicate(timeout=300)
