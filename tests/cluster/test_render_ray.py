@@ -153,6 +153,16 @@ def test_a_lost_node_costs_only_its_views(cluster, reference, tmp_path):
     assert tree(out) == reference[LONG_VIEWS]
 
 
+def test_without_the_option_ray_is_never_imported(tmp_path):
+    code = (
+        "import sys; from dst3d_addon import cli; "
+        f"code = cli.main({[*map(str, RENDER), '--views', '2', '--out', str(tmp_path / 'out')]!r}); "
+        "print(code, 'ray' in sys.modules, any(m.startswith('dst3d_addon.cluster') for m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.stdout.split() == ["0", "False", "False"], proc.stderr
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_an_unreachable_address_is_one_line(tmp_path):
     out = tmp_path / "out"
