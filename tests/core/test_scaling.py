@@ -71,3 +71,28 @@ def test_counts_below_one_are_refused_by_name(field):
     values[field] = 0
     with pytest.raises(ValueError, match=field):
         Job(**values)
+
+
+def test_the_table_tool_prints_a_row_per_gpu_count_and_names_the_bottleneck(capsys):
+    from tools.scaling_table import main
+
+    main(
+        [
+            "--classes",
+            "10",
+            "--views",
+            "100",
+            "--gpus",
+            "1",
+            "4",
+            "--render-ms",
+            "5000",
+            "--generate-s",
+            "0.5",
+        ]
+    )
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "4"]
+    assert all("| render |" in row for row in rows)  # 5 s a view on 8 cores is slower than 0.5 s an image
+    assert "from 10 CPU cores per GPU" in out
