@@ -4,7 +4,7 @@
 Run from the repository root:
 
     python -m tools.scaling_table                                   # 1,000 classes x 2,500 views
-    python -m tools.scaling_table --render-ms 5350 --cores-per-gpu 8 16   # 3D-DST's Cycles recipe
+    python -m tools.scaling_table --render-ms 10700 --gpus 8 --cores-per-gpu 8 16 32   # 3D-DST's Cycles recipe
     python -m tools.scaling_table --generate-s 0.35 --gpus 4 32     # your own GPU's figure
 
 The default inputs, and where each comes from:
