@@ -75,14 +75,14 @@ workers=${SLURM_CPUS_PER_TASK:-1}
 
 echo "dst3d: shard $shard into $out on $(hostname), $workers render worker(s)"
 status=0
-"$python" "$batch" render --out "$out" --shard "$shard" --workers "$workers" "${render_args[@]}" || status=$?
+"$python" "$batch" render --out "$out" --shard "$shard" --workers "$workers" ${render_args[@]+"${render_args[@]}"} || status=$?
 # 1: some models failed and the others were rendered, so their images are still made; 2 (a bad
 # option or another dataset's settings) and 130 (interrupted) stop here.
 if ((status != 0 && status != 1)); then
     exit "$status"
 fi
 gstatus=0
-"$python" "$batch" generate --out "$out" --shard "$shard" "${generate_args[@]}" || gstatus=$?
+"$python" "$batch" generate --out "$out" --shard "$shard" ${generate_args[@]+"${generate_args[@]}"} || gstatus=$?
 if ((gstatus != 0)); then
     exit "$gstatus"
 fi
