@@ -75,6 +75,7 @@ workers=${SLURM_CPUS_PER_TASK:-1}
 
 echo "dst3d: shard $shard into $out on $(hostname), $workers render worker(s)"
 status=0
+# ${a[@]+"${a[@]}"}: an empty array under `set -u` is an error in bash before 4.4 (older clusters)
 "$python" "$batch" render --out "$out" --shard "$shard" --workers "$workers" ${render_args[@]+"${render_args[@]}"} || status=$?
 # 1: some models failed and the others were rendered, so their images are still made; 2 (a bad
 # option or another dataset's settings) and 130 (interrupted) stop here.
