@@ -32,35 +32,37 @@ RATE = re.compile(r"views written.*\(([\d.]+) views/s\)")
 FIRST_IMAGE = re.compile(r"first image ([\d.]+) s after the first view")
 
 
-def render(
-    out: Path, views: int, resolution: int, extra: list[str], env: dict[str, str]
-) -> tuple[float, float]:
-    """(views/s the run prints, wall seconds of the command) of one render."""
-    command = [sys.executable, str(SCRIPT), "render", "--cad", str(SAMPLE), "--views", str(views)]
+def batch(
+    stage: str, views: int, resolution: int, out: Path, extra: list[str], env: dict[str, str]
+) -> tuple[str, float]:
+    """(stderr, wall seconds) of one batch command on the sample model; stops the bench if it fails."""
+    command = [sys.executable, str(SCRIPT), stage, "--cad", str(SAMPLE), "--views", str(views)]
     command += ["--resolution", str(resolution), "--out", str(out), "--quiet", *extra]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"bench_ray: {' '.join(extra)} failed:\n{proc.stderr}")
-    match = RATE.search(proc.stderr)
+        raise SystemExit(f"bench_ray: {stage} {' '.join(extra)} failed:\n{proc.stderr}")
+    return proc.stderr, wall
+
+
+def render(
+    out: Path, views: int, resolution: int, extra: list[str], env: dict[str, str]
+) -> tuple[float, float]:
+    """(views/s the run prints, wall seconds of the command) of one render."""
+    stderr, wall = batch("render", views, resolution, out, extra, env)
+    match = RATE.search(stderr)
     if match is None:
-        raise SystemExit(f"bench_ray: no rate in the output:\n{proc.stderr}")
+        raise SystemExit(f"bench_ray: no rate in the output:\n{stderr}")
     return float(match.group(1)), wall
 
 
 def pipeline(work: Path, views: int, env: dict[str, str]) -> tuple[float | None, float, str]:
-    """(first image after the first view in s, wall s, the run's summary lines) of `run --ray local`."""
-    command = [sys.executable, str(SCRIPT), "run", "--cad", str(SAMPLE), "--views", str(views)]
-    command += ["--resolution", "128", "--out", str(work / "run"), "--quiet", "--ray", "local"]
-    command += ["--pipeline", "tiny", "--steps", "2", "--device", "cpu", "--batch-size", "2"]
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"bench_ray: run --ray local failed:\n{proc.stderr}")
-    match = FIRST_IMAGE.search(proc.stderr)
-    return (float(match.group(1)) if match else None), wall, proc.stderr
+    """(first image after the first view in s, wall s, the run's output) of `run --ray local`."""
+    extra = ["--ray", "local", "--pipeline", "tiny", "--steps", "2", "--device", "cpu", "--batch-size", "2"]
+    stderr, wall = batch("run", views, 128, work / "run", extra, env)
+    match = FIRST_IMAGE.search(stderr)
+    return (float(match.group(1)) if match else None), wall, stderr
 
 
 def main() -> None:
