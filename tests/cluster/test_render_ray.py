@@ -89,11 +89,13 @@ def wait_for(condition, timeout: float = 120, what: str = "") -> None:
         time.sleep(0.05)
 
 
-def test_local_ray_instance_writes_the_local_pools_bytes(reference, tmp_path):
+def test_local_ray_instance_writes_the_local_pools_bytes(cluster, reference, tmp_path):
+    """`local` starts an instance of its own, though a cluster runs here and RAY_ADDRESS names it."""
     out = tmp_path / "out"
-    proc = run_batch(*RENDER, "--views", VIEWS, "--out", out, "--ray", "local")
+    env = {**cluster.env, "RAY_ADDRESS": cluster.address}
+    proc = run_batch(*RENDER, "--views", VIEWS, "--out", out, "--ray", "local", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "on a local Ray instance: 1 node(s)" in proc.stderr
+    assert f"on a local Ray instance: 1 node(s), {os.cpu_count()} CPU(s)" in proc.stderr
     assert f"{VIEWS} views written" in proc.stderr
     assert tree(out) == reference[VIEWS]
 
