@@ -122,3 +122,25 @@ def test_only_the_torch_side_imports_torch(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {}
     assert len(names) > 60  # every module outside the torch side was tried
+
+
+def third_party_roots(name: str) -> set[str]:
+    """The top-level names of the modules `name` imports (its own package's included)."""
+    roots = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            roots.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_only_the_cluster_layer_imports_ray_and_it_stands_on_core():
+    """Ray is the cluster layer's alone (the doors reach it only with --ray), and that layer
+    needs nothing of the package but core: it hosts the other layers' workers, it knows none."""
+    importers = sorted(name for name in MODULES if "ray" in third_party_roots(name))
+    assert importers and all(name.startswith("dst3d_addon.cluster.") for name in importers), importers
+    for name in MODULES:
+        if name.startswith("dst3d_addon.cluster"):
+            above = [t for t in GRAPH[name] if not t.startswith(("dst3d_addon.core", "dst3d_addon.cluster"))]
+            assert not above, (name, above)

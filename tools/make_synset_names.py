@@ -1,7 +1,7 @@
 """Rebuild dst3d's synset-name table (`dst3d_addon/core/resources/synset_names.tsv`) from timm's wheel.
 
     pip download --no-deps timm==1.0.31 -d /tmp/timm
-    python tools/make_synset_names.py /tmp/timm/timm-1.0.31-py3-none-any.whl
+    python -m tools.make_synset_names /tmp/timm/timm-1.0.31-py3-none-any.whl   (from the repository root)
 
 timm (Apache-2.0) ships ImageNet-21k's synsets with their WordNet 3.0 lemmas
 (`timm/data/_info/imagenet_synset_to_lemma.txt`) and glosses (`imagenet_synset_to_definition.txt`),
@@ -22,67 +22,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from dst3d_addon.core.synsets import SHAPENET_55
+
 OUT = Path(__file__).resolve().parents[1] / "dst3d_addon" / "core" / "resources"
 INFO = "timm/data/_info/"
 
-#: ShapeNetCore v2's 55 categories (its folder names: WordNet 3.0 noun offsets).
-SHAPENET_SYNSETS = [
-    "02691156",
-    "02747177",
-    "02773838",
-    "02801938",
-    "02808440",
-    "02818832",
-    "02828884",
-    "02843684",
-    "02871439",
-    "02876657",
-    "02880940",
-    "02924116",
-    "02933112",
-    "02942699",
-    "02946921",
-    "02954340",
-    "02958343",
-    "02992529",
-    "03001627",
-    "03046257",
-    "03085013",
-    "03207941",
-    "03211117",
-    "03261776",
-    "03325088",
-    "03337140",
-    "03467517",
-    "03513137",
-    "03593526",
-    "03624134",
-    "03636649",
-    "03642806",
-    "03691459",
-    "03710193",
-    "03759954",
-    "03761084",
-    "03790512",
-    "03797390",
-    "03928116",
-    "03938244",
-    "03948459",
-    "03991062",
-    "04004475",
-    "04074963",
-    "04090263",
-    "04099429",
-    "04225987",
-    "04256520",
-    "04330267",
-    "04379243",
-    "04401088",
-    "04460130",
-    "04468005",
-    "04530566",
-    "04554684",
-]
 
 #: ImageNet-1k's first 398 classes are animals.
 IMAGENET_ANIMALS = 398
@@ -157,7 +101,7 @@ def build(wheel: Path) -> tuple[str, bytes]:
             .split("-")[1]
         )
     index = {s: i for i, s in enumerate(imagenet)}
-    wanted = sorted(set(imagenet) | {f"n{s}" for s in SHAPENET_SYNSETS})
+    wanted = sorted(set(imagenet) | {f"n{s}" for s in SHAPENET_55})
     missing = [s for s in wanted if s not in lemmas]
     if missing:
         raise SystemExit(f"{wheel}: no lemmas for {', '.join(missing)}")

@@ -143,7 +143,8 @@ def add_render_options(r: argparse.ArgumentParser) -> None:
         type=positive_int("--workers"),
         default=1,
         metavar="K",
-        help="parallel Blender processes (default 1; capped to the cores and free memory)",
+        help="parallel Blender processes (default 1; capped to the cores and free memory); with --ray, "
+        "render actors (default: one per CPU of the cluster)",
     )
     x.add_argument(
         "--model-timeout",

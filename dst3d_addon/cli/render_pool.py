@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import Dst3dError
+from ..core.files import remove_temps_of
 from ..core.progress import Progress
 from ..core.render_plan import ModelJob, RecordWriter, RenderPlan, Task
 from ..core.render_settings import RenderSettings
+from ..core.views import file_paths
 from ..core.worker_pipe import WorkerProcess, describe_exit
 
 #: Seconds a render worker may send nothing (importing a model, rendering a view) by default.
@@ -109,6 +111,7 @@ class RenderRun:
         self.retries = retries
         self.retried: dict[int, int] = {}  # model -> times its views were handed out again
         self.lost = 0  # views handed out again after their worker ended
+        self._orphans: list[Task] = []  # views a worker had in hand when it ended
         self._start_failures = 0
         self.inbox: queue.Queue = queue.Queue()
         self.workers: dict[WorkerProcess, _Worker] = {}
@@ -213,6 +216,7 @@ class RenderRun:
         if worker.task is not None and worker.task.views:
             task = worker.task
             model = self.models[task.model]
+            self._orphans.append(task)
             if self.retried.get(task.model, 0) < self.retries:
                 self.retried[task.model] = self.retried.get(task.model, 0) + 1
                 self.lost += len(task.views)
@@ -266,6 +270,7 @@ class RenderRun:
                 self._check_deadlines()
         finally:
             self.stop()
+            self._remove_orphan_temps()
             self.ended = time.monotonic()
         if self.sort_records:
             self.records.finish()
@@ -278,6 +283,16 @@ class RenderRun:
             for worker, since in parked:
                 self.waited += now - since
                 self._next_task(worker)
+
+    def _remove_orphan_temps(self) -> None:
+        """Remove the temporary files that workers which ended with views in hand left (none of
+        this run's writers is running now; a lost node's files would otherwise wait a day)."""
+        for task in self._orphans:
+            model = self.models[task.model]
+            for view in task.views:
+                for rel in file_paths(model.annotation_id(view), True).values():
+                    remove_temps_of(self.dataset.path(rel))
+        self._orphans.clear()
 
     def stop(self) -> None:
         """End every worker (used on Ctrl-C and errors too)."""

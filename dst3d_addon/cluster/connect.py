@@ -68,7 +68,8 @@ def connect(target: RayTarget, *, cpus: int | None = None, gpus: int | None = No
     if not ray.is_initialized():
         common = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
         if target.local:
-            ray.init(
+            ray.init(  # "local": a new instance, never one found on this machine or in RAY_ADDRESS
+                address="local",
                 num_cpus=cpus if cpus is not None else os.cpu_count() or 1,
                 num_gpus=gpus,
                 include_dashboard=False,

@@ -109,6 +109,25 @@ def remove_stale_temps(root: str | os.PathLike) -> int:
     return removed
 
 
+def remove_temps_of(target: str | os.PathLike) -> int:
+    """Remove the temporary siblings of `target` (any writer's); returns how many. For a caller
+    that knows their writers are gone: a worker lost on another machine with the file in hand."""
+    path = Path(target)
+    stem = path.name[:120]
+    removed = 0
+    for tmp in path.parent.glob(f".{glob_escape(stem)}.*.tmp"):
+        if _TEMP.match(tmp.name):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """`text` with glob's special characters taken literally."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, *, durable: bool = True) -> Iterator[io.BufferedWriter]:
     """A binary file to write `path` through: it appears complete, when the block ends without an

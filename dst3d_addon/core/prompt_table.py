@@ -29,7 +29,7 @@ from typing import Any
 from .dataset import DATASET_JSON
 from .errors import DatasetError, setting
 from .files import append_records, iter_records, locked, write_bytes_atomic
-from .prompts import PromptError, check_template, class_phrase
+from .prompts import PromptError, check_template, class_phrase, read_text_file
 from .records import iter_annotations
 from .synsets import is_synset
 
@@ -384,19 +384,7 @@ def load_prompt_file(path: str | os.PathLike, what: str = PROMPTS) -> list[Promp
     suffix = p.suffix.lower()
     if suffix not in PROMPT_FILE_FORMATS:
         raise PromptError(f"{what} {p}: unknown format {suffix or '(no suffix)'!r}; use .json or .csv")
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise PromptError(f"{what} {p}: file not found") from None
-    except IsADirectoryError:
-        raise PromptError(f"{what} {p}: is a folder, not a prompt file") from None
-    except OSError as err:
-        raise PromptError(f"{what} {p}: cannot read ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise PromptError(f"{what} {p}:{line}: not UTF-8 text") from None
+    text = read_text_file(p, what, "a prompt file")
     e = _Entries(p, what)
     (_read_json_entries if suffix == ".json" else _read_csv_entries)(text, e)
     return e.result()

@@ -51,6 +51,35 @@ class PromptError(Dst3dError, ValueError):
     """A bad prompt template or caption file; the message names the option or file:line."""
 
 
+def read_text_file(path: str | os.PathLike, what: str, kind: str) -> str:
+    """The text of a user's file (UTF-8, a BOM dropped); PromptError names `what` (the option or
+    setting), the file and, for bytes that are not UTF-8, the line. `kind` words a folder given
+    instead ("a caption file")."""
+    return decode_text(read_file_bytes(path, what, kind), what, path)
+
+
+def read_file_bytes(path: str | os.PathLike, what: str, kind: str) -> bytes:
+    """The bytes of a user's file; PromptError naming `what` and the file (see `read_text_file`)."""
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise PromptError(f"{what} {p}: file not found") from None
+    except IsADirectoryError:
+        raise PromptError(f"{what} {p}: is a folder, not {kind}") from None
+    except OSError as err:
+        raise PromptError(f"{what} {p}: cannot read ({err.strerror or err})") from None
+
+
+def decode_text(data: bytes, what: str, path: str | os.PathLike) -> str:
+    """`data` as UTF-8 text (a BOM dropped); PromptError naming `what`, the file and the line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise PromptError(f"{what} {path}:{line}: not UTF-8 text") from None
+
+
 # --------------------------------------------------------------------------- templates
 
 
@@ -309,19 +338,8 @@ def load_captions(path: str | os.PathLike, what: str = setting("captions")) -> C
         raise PromptError(
             f"{what} {p}: unknown caption format {suffix or '(no suffix)'!r}; use {', '.join(CAPTION_FORMATS)}"
         )
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise PromptError(f"{what} {p}: file not found") from None
-    except IsADirectoryError:
-        raise PromptError(f"{what} {p}: is a folder, not a caption file") from None
-    except OSError as err:
-        raise PromptError(f"{what} {p}: cannot read ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise PromptError(f"{p}:{line}: not UTF-8 text") from None
+    data = read_file_bytes(p, what, "a caption file")
+    text = decode_text(data, what, p)
     c = _Collector(p)
     {
         ".csv": _read_csv,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import setting
-from ..core.prompts import PromptError
+from ..core.prompts import PromptError, decode_text
 
 METADATA = setting("metadata")
 KEYWORDS = setting("keywords")
@@ -58,11 +58,7 @@ def _read_text(path: Path, what: str) -> str:
             data = gzip.decompress(data)
         except (OSError, EOFError) as err:
             raise PromptError(f"{what} {path}: not a gzip file ({err})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise PromptError(f"{what} {path}:{line}: not UTF-8 text") from None
+    return decode_text(data, what, path)
 
 
 def _json(path: Path, what: str) -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import setting
-from ..core.prompts import PromptError
+from ..core.prompts import PromptError, decode_text, read_file_bytes
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
 TEMPLATE_FILE = RESOURCES / "llm_template.txt"
@@ -61,19 +61,8 @@ class LlmTemplate:
 def load_llm_template(path: str | os.PathLike | None = None, what: str = LLM_TEMPLATE) -> LlmTemplate:
     """Read a template file (the shipped one by default); PromptError names the option, file and line."""
     p = Path(path) if path is not None else TEMPLATE_FILE
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise PromptError(f"{what} {p}: file not found") from None
-    except IsADirectoryError:
-        raise PromptError(f"{what} {p}: is a folder, not a template file") from None
-    except OSError as err:
-        raise PromptError(f"{what} {p}: cannot read ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise PromptError(f"{what} {p}:{line}: not UTF-8 text") from None
+    data = read_file_bytes(p, what, "a template file")
+    text = decode_text(data, what, p)
 
     def fail(line: int | None, problem: str) -> PromptError:
         return PromptError(f"{what} {p}" + ("" if line is None else f":{line}") + f": {problem}")

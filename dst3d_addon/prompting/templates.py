@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..core.errors import setting
-from ..core.prompts import PromptError
+from ..core.prompts import PromptError, decode_text, read_file_bytes
 from ..core.seeds import derive_seed
 from ..core.synsets import FAMILIES, family_of
 from .filters import PromptFilter
@@ -111,19 +111,8 @@ class WordLists:
 def load_words(path: str | os.PathLike | None = None, what: str = WORDS) -> WordLists:
     """Read a word file (the shipped one by default); PromptError names the option, file and line."""
     p = Path(path) if path is not None else WORDS_FILE
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise PromptError(f"{what} {p}: file not found") from None
-    except IsADirectoryError:
-        raise PromptError(f"{what} {p}: is a folder, not a word file") from None
-    except OSError as err:
-        raise PromptError(f"{what} {p}: cannot read ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise PromptError(f"{what} {p}:{line}: not UTF-8 text") from None
+    data = read_file_bytes(p, what, "a word file")
+    text = decode_text(data, what, p)
 
     def fail(line: int | None, problem: str) -> PromptError:
         return PromptError(f"{what} {p}" + ("" if line is None else f":{line}") + f": {problem}")

@@ -94,6 +94,22 @@ def test_temporary_files_a_killed_writer_left_are_removed(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (mine_alive, other_host, keep))
 
 
+def test_temps_of_one_file_are_removed_whoever_wrote_them(tmp_path):
+    """A worker lost with a file in hand: its temporary siblings go, any machine's; others stay."""
+    target = tmp_path / "depth" / "c" / "m" / "[000031].npz"
+    target.parent.mkdir(parents=True)
+    ours = files.temp_name(target)
+    other = target.with_name(f".{target.name}.77@0123abcd.00112233aabb.tmp")
+    neighbour = files.temp_name(target.with_name("[000032].npz"))
+    not_temp = target.with_name(f".{target.name}.notes.tmp")
+    for path in (ours, other, neighbour, not_temp, target):
+        path.write_bytes(b"x")
+    assert files.remove_temps_of(target) == 2
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(
+        p.name for p in (neighbour, not_temp, target)
+    )
+
+
 def _rewrite_many(args):
     target, tag = args
     for i in range(40):

@@ -207,6 +207,19 @@ def test_a_bad_option_gets_one_line_exit_2_and_changes_nothing(blender, env, ren
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_ray_is_refused_inside_blender_in_one_line(blender, env, models, tmp_path):
+    """Ray never runs in Blender's process: --ray under a Blender binary says where to run it."""
+    out = tmp_path / "ds"
+    proc = run_batch("render", *cad_args(models), "--out", out, "--ray", "local", env=env, blender=blender)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("dst3d")]
+    assert lines == [
+        "dst3d: error: --ray: Ray does not run inside Blender; run the batch script with a Python that has Ray "
+        "and the bpy module (python tools/dst3d_batch.py ...)"
+    ]
+    assert not out.exists()
+
+
 def test_sigint_stops_with_130_and_the_resume_equals_an_uninterrupted_run(
     blender, env, rendered, models, tmp_path
 ):
