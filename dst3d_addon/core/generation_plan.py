@@ -318,8 +318,9 @@ def generation_order(record: Mapping[str, Any]) -> str:
 
 def sort_generations(dataset: Dataset) -> bool:
     """Put generations.jsonl in `generation_order` (atomically, under its lock; appends by other
-    runs wait); True if it was rewritten."""
-    return RecordLog(dataset.path(GENERATIONS), generation_order).sort()
+    runs wait); True if it was rewritten (False too when there is no file: no lock file is made)."""
+    path = dataset.path(GENERATIONS)
+    return path.is_file() and RecordLog(path, generation_order).sort()
 
 
 def completed_keys(dataset: Dataset) -> set[str]:

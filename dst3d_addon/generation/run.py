@@ -157,6 +157,7 @@ class GenerateRun:
         not exist yet); the run starts its worker at once and waits for them."""
         self.out = Path(out)
         self.following = following
+        self._fed_views = following  # views may come twice (file and feed): hand each image out once
         self.settings = settings
         self.options = options
         self.log = log
@@ -195,7 +196,7 @@ class GenerateRun:
         self._crash_retried = False
         self._fed: list[Mapping[str, Any]] = []  # views fed before the dataset was opened
         self._known: set[str] = set(self.views) if following else set()  # views planned (following)
-        self._taken: set[str] = set()  # generation keys handed out (following: a view fed twice)
+        self._taken: set[str] = set()  # generation keys handed out (following only)
         self.started = time.monotonic()
         self.stage_settings = {
             **settings.as_dict(self.prompts.captions_digest, self.prompts.table_digest),
@@ -411,7 +412,8 @@ class GenerateRun:
         done = completed_keys(self.dataset)
         self.total = self._count(done)
         self.skipped = self.owned - self.total
-        self.pending = Batcher(self._once(self.plan(done)))
+        plan = self.plan(done)
+        self.pending = Batcher(self._once(plan) if self._fed_views else plan)
         self.state = "generating"
         if self._fed:
             fed, self._fed = self._fed, []

@@ -28,3 +28,6 @@ def test_sort_rewrites_the_file_only_when_out_of_order(tmp_path):
     assert sort_generations(dataset) is True
     assert path.read_text() == lines[1] + lines[0]
     assert sort_generations(dataset) is False
+    (tmp_path / "other").mkdir()
+    assert sort_generations(Dataset(tmp_path / "other", "generate", {})) is False
+    assert list((tmp_path / "other").iterdir()) == []  # no file, no lock file either
