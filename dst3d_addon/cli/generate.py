@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import shlex
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -271,6 +272,7 @@ class GenerateView:
         self.quiet = quiet
         self.progress: Progress | None = None
         self.note = ""
+        self.first_image: float | None = None  # when the first images were written (time.monotonic())
 
     def log(self, message: str) -> None:
         if self.progress is not None:
@@ -282,6 +284,8 @@ class GenerateView:
             self.progress.set_note(", ".join(n for n in (self.note, f"step {done}/{steps}") if n))
 
     def images(self, n: int) -> None:
+        if self.first_image is None and n > 0:
+            self.first_image = time.monotonic()
         if self.progress is not None:
             self.progress.update(n)
 

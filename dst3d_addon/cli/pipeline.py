@@ -135,8 +135,7 @@ class Pipeline:
         self.lead = LEAD_BATCHES * workers * options.batch_size
         self.view = GenerateView(args.quiet)
         self.generation: GenerateRun | GenerateFleet | None = None
-        self.first_view: float | None = None
-        self.first_image: float | None = None
+        self.first_view: float | None = None  # when the render reported its first view
         self.render: RenderRun | None = None
         self._records: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
@@ -145,6 +144,12 @@ class Pipeline:
         """Whether rendering should wait for generation (read on the render thread)."""
         run = self.generation
         return run is not None and not run.finished and run.total - run.written >= self.lead
+
+    def _on_view(self, record: dict) -> None:
+        """A view's record, on the render thread: queued for this one."""
+        if self.first_view is None:
+            self.first_view = time.monotonic()
+        self._records.put(record)
 
     def _render(self, render: RenderRun) -> None:
         try:
@@ -160,8 +165,6 @@ class Pipeline:
             except queue.Empty:
                 break
         if records:
-            if self.first_view is None:
-                self.first_view = time.monotonic()
             run.feed(records)
 
     def run(self, render: RenderRun, progress: Progress) -> None:
@@ -176,7 +179,7 @@ class Pipeline:
             f"{self.args.images_per_view} per view as each is rendered"
         )
         self.render = render
-        render.on_view = self._records.put
+        render.on_view = self._on_view
         render.hold = self._hold
         render.sort_records = False  # sorted here, so that no plan reads the file while it is replaced
         thread = threading.Thread(target=self._render, args=(render,), name="render", daemon=True)
@@ -190,8 +193,6 @@ class Pipeline:
                     self._feed(run)
                     render.records.finish()
                     run.end_feed()
-                if self.first_image is None and run.written:
-                    self.first_image = time.monotonic()
                 self.view.note = f"rendered {render.written}/{render.plan.total}" if rendering else ""
                 self.view.follow(run)
                 if run.poll(0.2):
@@ -215,10 +216,11 @@ class Pipeline:
         exit code."""
         run = self.generation
         assert run is not None
-        if self.first_view is not None and self.first_image is not None:
+        first_image = self.view.first_image
+        if self.first_view is not None and first_image is not None:
             say(
-                f"dst3d run: the first image came {format_duration(self.first_image - self.first_view)} "
-                f"({self.first_image - self.first_view:.1f} s) after the first rendered view"
+                f"dst3d run: the first image came {format_duration(first_image - self.first_view)} "
+                f"({first_image - self.first_view:.1f} s) after the first rendered view"
             )
         if waited > 0:
             say(f"dst3d run: render workers waited {waited:.1f} s in all for generation to catch up")
