@@ -170,14 +170,16 @@ class Pipeline:
     def run(self, render: RenderRun, progress: Progress) -> None:
         """Render on a thread while generating here; returns when both have ended."""
         progress.enabled = False  # one bar: the images', with the render's count as its note
+        following = render.plan.total > 0  # else a finished dataset costs no worker
         run = make_generation(
-            self.args, self.settings, self.prompts, self.options, self.cluster, self.view, following=True
+            self.args, self.settings, self.prompts, self.options, self.cluster, self.view, following=following
         )
         self.generation = run
-        say(
-            f"dst3d run: generating while rendering: {run.total} images of views rendered before, and "
-            f"{self.args.images_per_view} per view as each is rendered"
-        )
+        if following:
+            say(
+                f"dst3d run: generating while rendering: {run.total} images of views rendered before, and "
+                f"{self.args.images_per_view} per view as each is rendered"
+            )
         self.render = render
         render.on_view = self._on_view
         render.hold = self._hold
