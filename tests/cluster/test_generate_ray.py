@@ -4,7 +4,8 @@ A two-node cluster on 127.0.0.1 (a head with 2 CPUs, a node with 1 CPU and a GPU
 does not have): the generation worker runs in a GPU actor on that node, the tiny pipeline on its
 CPU. Checked: `generate --ray` and the pipelined `run --ray` give the local run's images and
 generations.jsonl byte for byte; a generation actor killed mid-run costs its batch, which a new
-actor makes again, with the same result; a cluster without a GPU skips generation as a machine
+actor makes again, with the same result; a driver killed mid-run and run again ends with the
+same result too; a cluster without a GPU skips generation as a machine
 without one does.
 """
 
@@ -141,6 +142,44 @@ def test_a_killed_generation_actor_costs_its_batch(env, cluster, rendered, local
     text = stderr.read_text()
     assert "restarting it and retrying the batch" in text, text
     assert len(re.findall(r"actor pid \d+", log.read_text())) == 2  # a new actor took over
+    same_generations(local, out)
+
+
+def test_a_killed_driver_resumes_to_the_same_result(env, cluster, rendered, local, tmp_path):
+    out = tmp_path / "ds"
+    args = (
+        "run",
+        *RENDER,
+        "--views",
+        "6",
+        "--out",
+        out,
+        *TINY,
+        "--batch-size",
+        "1",
+        "--ray",
+        cluster.address,
+    )
+    proc = subprocess.Popen(
+        batch_command(*args),
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        records = out / "generations.jsonl"
+        while not (records.is_file() and records.read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)  # the driver alone: Ray ends its actors
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    again = run_batch(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert (rendered / "annotations.jsonl").read_bytes() == (out / "annotations.jsonl").read_bytes()
     same_generations(local, out)
 
 
