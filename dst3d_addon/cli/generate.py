@@ -301,6 +301,14 @@ class GenerateView:
             self.progress.close()
 
 
+def no_gpu(base: str) -> Unavailable:
+    """Why a cluster without GPUs generates nothing (unless asked to use its CPUs)."""
+    return Unavailable(
+        f"the Ray cluster has no GPU; {base} on the CPU takes minutes per image, so nothing was "
+        f"generated (pass --device cpu to run it on the cluster's CPUs anyway)"
+    )
+
+
 def make_generation(
     args: argparse.Namespace,
     settings: GenerationSettings,
@@ -324,10 +332,7 @@ def make_generation(
     base = pipeline_request(settings, options)["base"]
     count, factory = generation_workers(cluster, options.device, base == TINY)
     if count == 0:
-        raise Unavailable(
-            f"the Ray cluster has no GPU; {base} on the CPU takes minutes per image, so nothing was "
-            f"generated (pass --device cpu to run it on the cluster's CPUs anyway)"
-        )
+        raise no_gpu(base)
     runs: list[GenerateRun] = []
     try:
         for k in range(count):

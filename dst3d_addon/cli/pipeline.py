@@ -22,12 +22,13 @@ from ..core.progress import Progress, format_duration
 from ..core.prompt_table import load_prompt_file
 from ..core.prompts import PromptSource
 from ..generation.fleet import GenerateFleet
-from ..generation.run import GenerateRun, RunOptions, Unavailable, pipeline_request
+from ..generation.run import GenerateRun, RunOptions, pipeline_request
 from .cluster import generation_workers, join, leave, render_pool_options
 from .generate import (
     GenerateView,
     close_generation,
     make_generation,
+    no_gpu,
     prepare_generation,
     report_generation,
     run_generate,
@@ -73,7 +74,7 @@ def _run_on_cluster(args: argparse.Namespace, script: Path | None) -> int:
             code = render_views(args, script, render_settings, models, views, missing, cluster)
             if code != 0:
                 return code
-            return run_generate_on(args, settings, prompts, options, cluster)
+            return report_generation(args, None, no_gpu(base), skip_unavailable=True)
         pool = render_pool_options(cluster, args)
         if "--workers" not in getattr(args, "given", ()):
             pool["workers"] = max(1, pool["workers"] - count)
@@ -93,28 +94,6 @@ def _run_on_cluster(args: argparse.Namespace, script: Path | None) -> int:
         return code or gen_code
     finally:
         leave(cluster)
-
-
-def run_generate_on(
-    args: argparse.Namespace,
-    settings: GenerationSettings,
-    prompts: PromptSource,
-    options: RunOptions,
-    cluster: object,
-) -> int:
-    """Generation after the render on the cluster (skipped with a message where it cannot run)."""
-    view = GenerateView(args.quiet)
-    try:
-        run = make_generation(args, settings, prompts, options, cluster, view)
-    except Unavailable as exc:
-        return report_generation(args, None, exc, skip_unavailable=True)
-    try:
-        while not run.poll(0.2):
-            view.follow(run)
-    finally:
-        close_generation(run)
-    view.close()
-    return report_generation(args, run, run.error, skip_unavailable=True)
 
 
 class Pipeline:
