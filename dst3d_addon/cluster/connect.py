@@ -68,7 +68,9 @@ def connect(target: RayTarget, *, cpus: int | None = None, gpus: int | None = No
     if not ray.is_initialized():
         common = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
         if target.local:
+            # "local", not None: None would join a cluster `ray start` left in /tmp/ray.
             ray.init(
+                address="local",
                 num_cpus=cpus if cpus is not None else os.cpu_count() or 1,
                 num_gpus=gpus,
                 include_dashboard=False,
