@@ -238,3 +238,10 @@ def test_without_ray_the_kcf_stage_never_imports_it(tmp_path):
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.stdout.split() == ["2", "False"], result.stderr
+
+
+@pytest.mark.parametrize("stage", [["filter", "--keep-fraction", "0.5"], ["report"]])
+def test_filter_and_report_have_no_ray_option(stage, dataset, capsys):
+    code = cli.main([stage[0], "--out", str(dataset), *stage[1:], "--ray", "local"], SCRIPT)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--ray" in err, err
