@@ -1,7 +1,8 @@
-"""The KCF worker process: `python -m dst3d_addon.kcf.worker JOB.json` (torch + transformers).
+"""The KCF worker process: `python -m dst3d_addon.kcf.worker JOB.json [FOLD ...]` (torch + transformers).
 
 The kcf stage's run (`kcf/run.py`, which must not import torch) writes the job file and starts
-this in the worker Python. It trains and scores the pending folds one after another, writing each
+this in the worker Python. It trains and scores the job's pending folds (or the FOLDs named after
+the job file: a run on a cluster starts a worker per fold on one job file) one after another, writing each
 finished fold's results atomically to <out>/kcf/fold_<i>.json, and reports over the worker pipe
 (`core/worker_pipe.py`; anything else printed goes to stderr, the log):
 
@@ -159,7 +160,7 @@ def run(job: dict, channel: Channel) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one argument, the job file."""
+    """Entry point: the job file, then the folds to train (default: the job's `pending`)."""
     argv = sys.argv[1:] if argv is None else argv
     channel = Channel.take_stdout()
     for module in WORKER_MODULES["kcf"]:
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+        if argv[1:]:
+            job["pending"] = [int(fold) for fold in argv[1:]]
         return run(job, channel)
     except KeyboardInterrupt:
         return 130
