@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..core.cluster import parse_ray
+from ..core.cluster import FoldPlacement, parse_ray, place_folds
 from .options import PROG, UsageError, cli_text, say
 
 #: The Ray the project is tested with (requirements.txt).
@@ -97,6 +97,19 @@ def render_pool_options(cluster: Any, args: argparse.Namespace) -> dict[str, Any
         "retries": RETRIES,
         "threads": 1,
     }
+
+
+def kcf_pool_options(cluster: Any, device: str, threads: int | None) -> tuple[FoldPlacement, dict[str, Any]]:
+    """Where the kcf stage's folds go on `cluster` (a worker per fold, a GPU each when the cluster
+    has them, else `threads` CPUs: core/cluster.py's `place_folds`), and KcfRun's keywords for it:
+    as many workers at once as the cluster has slots, started on the cluster, started again when lost."""
+    _, remote_process = ray_modules()
+    nodes = [{k: float(v) for k, v in node.get("Resources", {}).items()} for node in cluster.nodes]
+    placement = place_folds(nodes, device, threads)
+    factory = remote_process.remote_factory(
+        remote_process.Placement(cpus=placement.cpus, gpus=placement.gpus)
+    )
+    return placement, {"workers": placement.workers, "process_factory": factory, "retries": RETRIES}
 
 
 def generation_workers(cluster: Any, device: str, tiny: bool) -> tuple[int, Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..core.progress import Progress, format_duration
 from ..generation.worker_env import default_python
@@ -14,6 +16,7 @@ from ..kcf.recipes import PRETRAINED, RECIPE_FIELDS
 from ..kcf.report import write_report
 from ..kcf.run import KcfOptions, KcfRun, apply_filter, check_python, plan_kcf
 from ..kcf.settings import BACKBONES, GROUP_BY, IMAGE_KINDS, OPTIMIZERS, KcfSettings, default_pretrained
+from .cluster import add_ray_option, join, kcf_pool_options, leave
 from .options import (
     UsageError,
     cli_text,
@@ -68,7 +71,7 @@ def add_parsers(stages: argparse._SubParsersAction) -> None:
         "(most likely the wrong ones; default 0.25, 0 = off; renders are always trained on)",
     )
     x = k.add_argument_group("execution")
-    add_execution_options(x)
+    add_execution_options(x, ray=True)
     x.add_argument(
         "--save-weights", action="store_true", help="keep each fold's model as kcf/fold_<i>.safetensors"
     )
@@ -202,8 +205,9 @@ def add_training_options(
     t.add_argument("--seed", type=seed("--seed"), default=0, help=seed_help)
 
 
-def add_execution_options(x: argparse._ArgumentGroup) -> None:
-    """Where the estimator's worker runs: device, mixed precision, threads, the worker Python."""
+def add_execution_options(x: argparse._ArgumentGroup, *, ray: bool = False) -> None:
+    """Where the estimator's worker runs: device, mixed precision, threads, the worker Python (and,
+    with `ray`, the `--ray` cluster)."""
     x.add_argument(
         "--device", type=device, default="auto", help="auto (CUDA when available), cpu, cuda[:N], mps"
     )
@@ -211,7 +215,11 @@ def add_execution_options(x: argparse._ArgumentGroup) -> None:
         "--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA"
     )
     x.add_argument(
-        "--threads", type=positive_int("--threads", most=1024), default=None, help="CPU threads for torch"
+        "--threads",
+        type=positive_int("--threads", most=1024),
+        default=None,
+        help="CPU threads for torch (its results on the CPU depend on them)"
+        + ("; with --ray, each fold's worker on the CPU takes that many CPUs (default 1)" if ray else ""),
     )
     x.add_argument(
         "--python",
@@ -219,6 +227,8 @@ def add_execution_options(x: argparse._ArgumentGroup) -> None:
         metavar="PATH",
         help="the worker Python with torch and transformers (default: $DST3D_WORKER_PYTHON or this Python)",
     )
+    if ray:
+        add_ray_option(x)
 
 
 def training_from_args(args: argparse.Namespace, **fields: object) -> tuple[KcfSettings, frozenset[str]]:
@@ -271,6 +281,7 @@ class _Lines:
     def __init__(self, progress: Progress, quiet: bool) -> None:
         self.progress = progress
         self.quiet = quiet
+        self.started = False  # said once, though each fold may have a worker of its own
 
     def _say(self, text: str) -> None:
         self.progress.say(cli_text(text))
@@ -281,7 +292,15 @@ class _Lines:
             self.progress.update(int(msg.get("n", 0)))
         elif kind == "warning":
             self._say(f"dst3d kcf: warning: {msg.get('message')}")
-        elif kind == "started" and not quiet:
+        elif kind == "restart":
+            # The lost worker's passes are done again: the bar's total grows by them.
+            self.progress.total += int(msg.get("passes", 0))
+            self._say(
+                f"dst3d kcf: the worker of fold(s) {', '.join(map(str, msg['folds']))} {msg['how']}; "
+                f"starting it again (retry {msg['attempt']})"
+            )
+        elif kind == "started" and not quiet and not self.started:
+            self.started = True
             amp = f", mixed precision {msg['amp']}" if msg.get("amp") else ""
             self._say(f"dst3d kcf: worker on {msg.get('device')}{amp}, {msg.get('images')} images loaded")
         elif kind == "epoch" and not quiet and not self.progress.tty:
@@ -306,9 +325,8 @@ def _stopped(message: str) -> int:
 
 
 def run_kcf(args: argparse.Namespace) -> int:
-    """The kcf stage; returns the exit code."""
+    """The kcf stage; returns the exit code (its folds on the cluster `--ray` names, if given)."""
     settings, auto = settings_from_args(args)
-    out = Path(args.out).expanduser()
     options = KcfOptions(
         python=check_python(args.python or default_python()),
         device=args.device,
@@ -316,6 +334,28 @@ def run_kcf(args: argparse.Namespace) -> int:
         amp=args.amp,
         save_weights=args.save_weights,
     )
+    cluster = join(args, "kcf", gpus=0 if args.device == "cpu" else None)
+    try:
+        pool: dict[str, Any] = {}
+        if cluster is not None:
+            placement, pool = kcf_pool_options(cluster, options.device, options.threads)
+            options = replace(options, device=placement.device, threads=placement.threads)
+            say(
+                f"dst3d kcf: a worker per fold, up to {placement.workers} at a time, each on {placement.describe()}"
+            )
+        return _kcf(args, settings, auto, options, pool)
+    finally:
+        leave(cluster)
+
+
+def _kcf(
+    args: argparse.Namespace,
+    settings: KcfSettings,
+    auto: frozenset[str],
+    options: KcfOptions,
+    pool: dict[str, Any],
+) -> int:
+    out = Path(args.out).expanduser()
     plan = plan_kcf(out, settings, allow_mixed=args.allow_mixed, auto=auto)
     settings = plan.settings
     for note in plan.notes:
@@ -327,7 +367,7 @@ def run_kcf(args: argparse.Namespace) -> int:
         f"already done -> {out}"
     )
     start = time.monotonic()
-    run = KcfRun(out, settings, plan, options)
+    run = KcfRun(out, settings, plan, options, **pool)
     if plan.pending:
         progress = Progress(plan.passes, "image passes", enabled=not args.quiet)
         run.on_message = _Lines(progress, args.quiet)

@@ -109,7 +109,7 @@ class RenderRun:
         self.threads = threads or max(1, (os.cpu_count() or 1) // self.workers_wanted)
         self.process_factory = process_factory
         self.retries = retries
-        self.retried: dict[int, int] = {}  # model -> times its views were handed out again
+        self.retried: dict[tuple[int, int], int] = {}  # (model, view) -> times it was handed out again
         self.lost = 0  # views handed out again after their worker ended
         self._orphans: list[Task] = []  # views a worker had in hand when it ended
         self._start_failures = 0
@@ -217,12 +217,16 @@ class RenderRun:
             task = worker.task
             model = self.models[task.model]
             self._orphans.append(task)
-            if self.retried.get(task.model, 0) < self.retries:
-                self.retried[task.model] = self.retried.get(task.model, 0) + 1
+            # Counted per view: a node lost with several workers on one model costs each view one
+            # try, while a view that kills every worker that takes it runs out of tries.
+            counts = [self.retried.get((task.model, view), 0) for view in task.views]
+            if max(counts) < self.retries:
+                for view in task.views:
+                    self.retried[(task.model, view)] = self.retried.get((task.model, view), 0) + 1
                 self.lost += len(task.views)
                 self.queue.put_back(task)
             else:
-                tries = f" ({self.retries + 1} workers in a row)" if self.retries else ""
+                tries = f" (a view of it, {self.retries + 1} times)" if self.retries else ""
                 self.progress.update(0, failed=len(task.views))
                 self.fail_model(
                     task.model,

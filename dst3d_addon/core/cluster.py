@@ -3,13 +3,14 @@
 `--ray auto` is the cluster the command runs on (its `RAY_ADDRESS`), `--ray local` starts Ray on
 this machine, anything else is an address (`HOST:PORT`, or a Ray Client `ray://HOST:PORT`). A
 stopped or mistyped address would make Ray retry for minutes, so `endpoint` gives the host and
-port a caller checks first with a plain TCP connection.
+port a caller checks first with a plain TCP connection. `place_folds` says where the kcf stage's
+fold workers go.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import SettingError, setting
@@ -96,3 +97,50 @@ def sub_shard(shard: Shard, part: int, parts: int) -> Shard:
 def slots(resources: Mapping[str, float], name: str, per_slot: float = 1.0) -> int:
     """How many `per_slot` units of resource `name` (CPU, GPU) a cluster's resources hold."""
     return int(float(resources.get(name, 0.0)) // per_slot) if per_slot > 0 else 0
+
+
+@dataclass(frozen=True)
+class FoldPlacement:
+    """How the kcf stage's folds run on a cluster: what each fold's worker asks for (`cpus`,
+    `gpus`), how many run at once (`workers`), and the device and torch threads it is given."""
+
+    cpus: int
+    gpus: int
+    workers: int
+    device: str
+    threads: int | None
+
+    def describe(self) -> str:
+        """`1 GPU` or `1 CPU, 1 thread` (what each worker holds)."""
+        if self.gpus:
+            return f"{self.gpus} GPU"
+        return f"{self.cpus} CPU(s), {self.threads} torch thread(s)"
+
+
+def place_folds(nodes: Sequence[Mapping[str, float]], device: str, threads: int | None) -> FoldPlacement:
+    """Where the folds' workers go, from each node's resources (SettingError naming the setting
+    that cannot be met).
+
+    A worker holds one GPU when the cluster has GPUs and `device` is not the CPU (its worker sees
+    only that GPU, so `cuda:N` becomes `cuda`); else `threads` CPUs (default 1) of one node, and
+    torch runs on that many threads. Torch's results on the CPU depend on its thread count, so
+    the threads are fixed here, never taken from whatever node a worker lands on.
+    """
+    gpu_slots = sum(slots(node, "GPU") for node in nodes)
+    cuda = device.startswith("cuda")
+    if gpu_slots and (cuda or device == "auto"):
+        return FoldPlacement(1, 1, gpu_slots, "cuda" if cuda else device, threads)
+    if cuda:
+        raise SettingError(
+            f"{setting('device')} {device}: the cluster has no GPU; pass {setting('device')} cpu or auto, "
+            "or join a cluster with GPUs"
+        )
+    threads = threads or 1
+    cpu_slots = sum(slots(node, "CPU", threads) for node in nodes)
+    if cpu_slots == 0:
+        most = max((int(node.get("CPU", 0)) for node in nodes), default=0)
+        raise SettingError(
+            f"{setting('threads')} {threads}: no node of the cluster has that many CPUs (the most is {most}); "
+            f"pass {setting('threads')} {max(1, most)} or less"
+        )
+    return FoldPlacement(threads, 0, cpu_slots, device, threads)

@@ -16,15 +16,20 @@ docstring lists its own messages. The rules are the same for all:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from .errors import Dst3dError
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
@@ -81,6 +86,46 @@ class Channel:
         with self._lock:
             self._stream.write(data)
             self._stream.flush()
+
+
+def first_line(error: BaseException) -> str:
+    """`Kind: the first line of its message` (for a one-line `fatal` message)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def serve_job(
+    modules: Sequence[str],
+    job_path: str | os.PathLike,
+    run: Callable[[dict[str, Any], Channel], int],
+    adjust: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """The main of a worker that runs one job file (KCF's, eval's): it takes stdout over, says
+    `{"type": "missing", "module", "error"}` when one of `modules` cannot be imported (exit 3),
+    reads the job (`adjust` may change it), runs it, and turns an error into one `fatal` line
+    (exit 1; the traceback goes to the log). Returns the exit code."""
+    channel = Channel.take_stdout()
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            channel.send({"type": "missing", "module": module, "error": str(err)})
+            return 3
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+        if adjust is not None:
+            adjust(job)
+        return run(job, channel)
+    except KeyboardInterrupt:
+        return 130
+    except Dst3dError as err:
+        channel.send({"type": "fatal", "error": err.text})
+        return 1
+    except Exception as err:
+        traceback.print_exc(file=sys.stderr)
+        channel.send({"type": "fatal", "error": first_line(err)})
+        return 1
 
 
 def exit_with_parent(interval: float = 0.5) -> None:

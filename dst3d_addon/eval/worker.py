@@ -22,17 +22,15 @@ It reports over the worker pipe (`core/worker_pipe.py`; anything else printed go
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import sys
 import time
-import traceback
 import warnings
 from pathlib import Path
 
 from ..core.errors import Dst3dError, setting
-from ..core.worker_pipe import Channel
+from ..core.worker_pipe import Channel, serve_job
 from ..generation.worker_env import WORKER_MODULES
 
 
@@ -69,23 +67,16 @@ def run(job: dict, channel: Channel) -> int:
     """Train (or resume), save the weights, predict the test side; returns the exit code."""
     import numpy as np
     import torch
-    import transformers
     from safetensors.torch import load_file, save
 
     from ..core.files import write_bytes_atomic, write_json_atomic
     from ..core.seeds import derive_seed
-    from ..generation.worker.devices import resolve_device
     from ..kcf.bins import angles_to_bins, bins_to_angles
     from ..kcf.estimator import ImageBank, Trainer, build_backbone
-    from ..kcf.settings import KcfSettings
     from .results import CHECKPOINT, MODEL, PREDICTIONS
 
-    transformers.logging.set_verbosity_error()
-    settings = KcfSettings(**{**job["training"], "classes": tuple(job["training"].get("classes", ()))})
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))
-    device = resolve_device(job.get("device", "auto"))
-    trainer = Trainer(settings, device, amp=bool(job.get("amp", True)))
+    trainer = Trainer.for_job(job["training"], job)
+    settings, device = trainer.settings, trainer.device
     to = Path(job["to"])
     fingerprint = job["fingerprint"]
     train, test = job["train"], job["test"]
@@ -269,26 +260,7 @@ def _amp(trainer) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one argument, the job file."""
     argv = sys.argv[1:] if argv is None else argv
-    channel = Channel.take_stdout()
-    for module in WORKER_MODULES["eval"]:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            channel.send(dict(type="missing", module=module, error=str(err)))
-            return 3
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-        return run(job, channel)
-    except KeyboardInterrupt:
-        return 130
-    except Dst3dError as err:
-        channel.send(dict(type="fatal", error=err.text))
-        return 1
-    except Exception as err:
-        traceback.print_exc()
-        channel.send(dict(type="fatal", error=f"{type(err).__name__}: {_first_line(err)}"))
-        return 1
+    return serve_job(WORKER_MODULES["eval"], argv[0], run)
 
 
 if __name__ == "__main__":

@@ -210,6 +210,21 @@ class Trainer:
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255.0
 
+    @classmethod
+    def for_job(cls, training: dict, job: dict) -> Trainer:
+        """The trainer a worker's job asks for (KCF's and eval's alike): the training settings,
+        torch's threads (`job["threads"]`), the device (`job["device"]`, auto by default) and
+        mixed precision (`job["amp"]`)."""
+        import transformers
+
+        from ..generation.worker.devices import resolve_device
+
+        transformers.logging.set_verbosity_error()
+        settings = KcfSettings(**{**training, "classes": tuple(training.get("classes", ()))})
+        if job.get("threads"):
+            torch.set_num_threads(int(job["threads"]))
+        return cls(settings, resolve_device(job.get("device", "auto")), amp=bool(job.get("amp", True)))
+
     def build(self, pretrained_model: ResNetModel) -> PoseNet:
         """The network on this device (channels-last on CUDA, which its convolutions prefer)."""
         net = PoseNet(pretrained_model, self.settings.num_bins).to(self.device)

@@ -1,14 +1,16 @@
 """The kcf and filter stages' runs (no torch here): they take settings, never command-line arguments.
 
 `KcfRun` plans the folds of a dataset, starts the KCF worker (`python -m dst3d_addon.kcf.worker`
-in the worker Python, over the worker pipe) on the folds not done yet, turns its messages into
-progress, and assembles kcf.json once every fold is scored. `apply_filter` writes the kept set.
+in the worker Python, over the worker pipe) on the folds not done yet (on a Ray cluster, a worker
+per fold, several at a time), turns its messages into progress, and assembles kcf.json once every
+fold is scored. `apply_filter` writes the kept set.
 The batch script's door (`cli/kcf.py`) words what they report.
 """
 
 from __future__ import annotations
 
 import queue
+from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +21,7 @@ from ..core.dataset import Dataset
 from ..core.errors import DatasetError, setting
 from ..core.files import write_json_atomic
 from ..core.keep import FILTER_STAGE, select_kept, write_keep
-from ..core.worker_pipe import WorkerProcess
+from ..core.worker_pipe import WorkerProcess, describe_exit
 from ..generation.hub import model_unavailable
 from ..generation.worker_env import (
     PIP_PACKAGES,
@@ -161,11 +163,32 @@ def check_python(python: str) -> str:
     return python
 
 
-class KcfRun:
-    """Trains and scores the pending folds in one worker process; `on_message` sees each message.
+@dataclass
+class _Attempt:
+    """One worker of a run: the folds it was given, those it finished, the image passes it sent."""
 
-    After `run()`: `folds_done` (the worker's fold_done messages), `error` (its fatal line),
-    `missing` ({"module", "error"} when the worker Python lacks a package) and the exit code.
+    folds: list[int]
+    done: set[int] = field(default_factory=set)
+    passes: int = 0
+
+    @property
+    def left(self) -> list[int]:
+        return [f for f in self.folds if f not in self.done]
+
+
+class KcfRun:
+    """Trains and scores the pending folds in worker processes; `on_message` sees each message.
+
+    By default one local worker trains every pending fold in turn. With `workers` N, each fold has
+    a worker of its own, N at a time, started by `process_factory` (`WorkerProcess`'s signature:
+    a run on a Ray cluster passes remote ones). A worker that ends before its fold is done, by no
+    doing of its own (lost with its Ray actor or node, killed by a signal), starts again up to
+    `retries` times; `on_message` then sees {"type": "restart", "folds", "how", "passes", "attempt"},
+    `passes` being the image passes the lost worker had reported.
+
+    After `run()`: `folds_done` (the workers' fold_done messages), `error` (the fatal line, or how
+    the worker that stopped the run ended), `missing` ({"module", "error"} when the worker Python
+    lacks a package), `log` (that worker's log) and the exit code.
     """
 
     def __init__(
@@ -175,16 +198,24 @@ class KcfRun:
         plan: KcfPlan,
         options: KcfOptions,
         on_message: Callable[[Mapping[str, Any]], None] = lambda message: None,
+        *,
+        process_factory: Callable[..., Any] = WorkerProcess,
+        workers: int | None = None,
+        retries: int = 0,
     ) -> None:
         self.out = out
         self.settings = settings
         self.plan = plan
         self.options = options
         self.on_message = on_message
+        self.process_factory = process_factory
+        self.workers = workers
+        self.retries = retries
         self.log = out / "logs" / "kcf-worker.log"
         self.error: str | None = None
         self.missing: dict | None = None
         self.folds_done: list[dict] = []
+        self.tries: dict[int, int] = {}  # fold -> times it was started again
 
     def _job(self) -> dict[str, Any]:
         plan, options = self.plan, self.options
@@ -204,15 +235,49 @@ class KcfRun:
             "save_weights": options.save_weights,
         }
 
+    def log_of(self, folds: list[int]) -> Path:
+        """The log of the worker training `folds` (a fold's own log when each has a worker)."""
+        if self.workers is None:
+            return self.log
+        return self.out / "logs" / f"kcf-worker-fold{folds[0]}.log"
+
     def run(self) -> int:
-        """Run the worker to its end; returns its exit code (KeyboardInterrupt stops it first)."""
+        """Run the workers to their end; returns the exit code, 0 when every pending fold is done
+        (KeyboardInterrupt stops them first)."""
         job_path = self.out / "kcf" / "job.json"
         write_json_atomic(job_path, self._job())
-        process = WorkerProcess(
-            [self.options.python, "-m", WORKER_MODULE, str(job_path)],
-            self.log,
-            env=worker_environment(),
-            cwd=package_path(),
+        pending = list(self.plan.pending)
+        todo = deque([pending] if self.workers is None else [[f] for f in pending])
+        at_once = max(1, self.workers or 1)
+        inbox: queue.Queue = queue.Queue()
+        running: dict[Any, _Attempt] = {}
+        try:
+            while todo or running:
+                while todo and len(running) < at_once:
+                    folds = todo.popleft()
+                    running[self._start(job_path, folds, inbox)] = _Attempt(folds)
+                try:
+                    process, message = inbox.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if message is not None:
+                    self._handle(message, running[process])
+                    continue
+                code = self._ended(process, running.pop(process), todo)
+                if code != 0:
+                    self._stop(running)
+                    return code
+            return 0
+        except BaseException:
+            self._stop(running)
+            raise
+
+    def _start(self, job_path: Path, folds: list[int], inbox: queue.Queue) -> Any:
+        command = [self.options.python, "-m", WORKER_MODULE, str(job_path)]
+        if self.workers is not None:
+            command += [str(f) for f in folds]
+        process = self.process_factory(
+            command, self.log_of(folds), env=worker_environment(), cwd=package_path(), inbox=inbox
         )
         try:
             process.start()
@@ -221,28 +286,56 @@ class KcfRun:
                 f"--python {self.options.python}: cannot start it ({err.strerror or err})"
             ) from None
         process.close_stdin()
-        try:
-            while True:
-                try:
-                    _, message = process.inbox.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                if message is None:
-                    return process.wait()
-                self._handle(message)
-        except BaseException:
-            process.stop()
-            raise
+        return process
 
-    def _handle(self, message: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _stop(running: Mapping[Any, _Attempt]) -> None:
+        for process in running:
+            process.stop()
+
+    def _handle(self, message: Mapping[str, Any], attempt: _Attempt) -> None:
         kind = message.get("type")
-        if kind == "fold_done":
+        if kind == "batch":
+            attempt.passes += int(message.get("n", 0))
+        elif kind == "fold_done":
             self.folds_done.append(dict(message))
+            attempt.done.add(int(message["fold"]))
         elif kind == "fatal":
             self.error = str(message.get("error"))
         elif kind == "missing":
             self.missing = dict(message)
         self.on_message(message)
+
+    def _ended(self, process: Any, attempt: _Attempt, todo: deque[list[int]]) -> int:
+        """What a worker's end means: 0 when its folds are done or start again, else the run's
+        exit code (with `error` and `log` saying why)."""
+        code = process.wait()
+        # A fold whose file is there is done, though its worker was lost before it could say so.
+        left = [f for f in attempt.left if read_fold(self.out, f, self.plan.fingerprint) is None]
+        if not left and code in (0, None):
+            return 0
+        self.log = Path(process.log_path)
+        if self.error is not None or self.missing is not None:
+            return code or 1
+        ended = getattr(process, "describe_end", None)
+        how = ended() if ended is not None else describe_exit(code)
+        lost = getattr(process, "lost", False) or (code is not None and code < 0)
+        if left and lost and all(self.tries.get(f, 0) < self.retries for f in left):
+            for f in left:
+                self.tries[f] = self.tries.get(f, 0) + 1
+            todo.appendleft(left)
+            self.on_message(
+                dict(type="restart", folds=left, how=how, passes=attempt.passes, attempt=self.tries[left[0]])
+            )
+            return 0
+        which = f"fold {left[0]}" if len(left) == 1 else f"folds {', '.join(map(str, left))}"
+        tries = f", {self.retries + 1} times in a row" if self.retries and lost else ""
+        self.error = (
+            f"the kcf worker of {which} ({self.options.python}) {how}{tries}; see {self.log}"
+            if left
+            else f"the kcf worker ({self.options.python}) {how}; see {self.log}"
+        )
+        return code or 1
 
     def missing_message(self) -> str:
         """The one line for a worker Python that lacks a package."""

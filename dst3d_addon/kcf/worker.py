@@ -1,7 +1,8 @@
-"""The KCF worker process: `python -m dst3d_addon.kcf.worker JOB.json` (torch + transformers).
+"""The KCF worker process: `python -m dst3d_addon.kcf.worker JOB.json [FOLD ...]` (torch + transformers).
 
 The kcf stage's run (`kcf/run.py`, which must not import torch) writes the job file and starts
-this in the worker Python. It trains and scores the pending folds one after another, writing each
+this in the worker Python. It trains and scores the job's pending folds (or the FOLDs named after
+the job file: a run on a cluster starts a worker per fold on one job file) one after another, writing each
 finished fold's results atomically to <out>/kcf/fold_<i>.json, and reports over the worker pipe
 (`core/worker_pipe.py`; anything else printed goes to stderr, the log):
 
@@ -19,16 +20,12 @@ finished fold's results atomically to <out>/kcf/fold_<i>.json, and reports over 
 from __future__ import annotations
 
 import copy
-import importlib
-import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
-from ..core.errors import Dst3dError
-from ..core.worker_pipe import Channel
+from ..core.worker_pipe import Channel, serve_job
 from ..generation.worker_env import WORKER_MODULES
 
 
@@ -36,24 +33,17 @@ def run(job: dict, channel: Channel) -> int:
     """Train and score every pending fold of `job`; returns the exit code."""
     import numpy as np
     import torch
-    import transformers
 
     from ..core.files import write_bytes_atomic
     from ..core.seeds import derive_seed
-    from ..generation.worker.devices import resolve_device
     from .bins import angles_to_bins, bins_to_angles, pose_errors
     from .estimator import ImageBank, Trainer, build_backbone
     from .learning import fold_learning
     from .metrics import THRESHOLDS, accuracy_at
     from .results import FORMAT, fold_path, write_fold
-    from .settings import KcfSettings
 
-    transformers.logging.set_verbosity_error()
-    settings = KcfSettings(**{**job["settings"], "classes": tuple(job["settings"].get("classes", ()))})
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))
-    device = resolve_device(job.get("device", "auto"))
-    trainer = Trainer(settings, device, amp=bool(job.get("amp", True)))
+    trainer = Trainer.for_job(job["settings"], job)
+    settings, device = trainer.settings, trainer.device
     out = Path(job["out"])
     files = list(job["files"])
     poses = np.asarray(job["poses"], dtype=np.float64).reshape(-1, 3)
@@ -159,29 +149,14 @@ def run(job: dict, channel: Channel) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one argument, the job file."""
+    """Entry point: the job file, then the folds to train (default: the job's `pending`)."""
     argv = sys.argv[1:] if argv is None else argv
-    channel = Channel.take_stdout()
-    for module in WORKER_MODULES["kcf"]:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            channel.send(dict(type="missing", module=module, error=str(err)))
-            return 3
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-        return run(job, channel)
-    except KeyboardInterrupt:
-        return 130
-    except Dst3dError as err:
-        channel.send(dict(type="fatal", error=err.text))
-        return 1
-    except Exception as err:
-        traceback.print_exc()
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        channel.send(dict(type="fatal", error=f"{type(err).__name__}: {first}"))
-        return 1
+
+    def only_these(job: dict) -> None:
+        if argv[1:]:
+            job["pending"] = [int(fold) for fold in argv[1:]]
+
+    return serve_job(WORKER_MODULES["kcf"], argv[0], run, only_these)
 
 
 if __name__ == "__main__":

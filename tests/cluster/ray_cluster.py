@@ -154,6 +154,14 @@ class TestCluster:
     def stop(self) -> None:
         for process in reversed(self.nodes):
             self.stop_node(process)
-        # Ray's processes leave their own groups at times: kill whatever still uses the temp dir.
-        subprocess.run(["pkill", "-9", "-f", str(self.temp)], check=False)
+        # Ray's processes leave their own groups at times: kill whatever still names the temp dir.
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    command = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if str(self.temp).encode() in command:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(entry.name), signal.SIGKILL)
         shutil.rmtree(self.temp, ignore_errors=True)
