@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..core.cluster import sub_shard
+from ..core.cluster import device_on_actor, sub_shard
 from ..core.dataset import ANNOTATIONS, DATASET_JSON, Dataset
 from ..core.generation_plan import MAX_IMAGES_PER_VIEW
 from ..core.generation_settings import (
@@ -341,7 +341,9 @@ def make_generation(
                 log_path=out / "logs" / f"generate-{os.getpid()}-{k}.log",
                 process_factory=factory,
             )
-            part = replace(options, shard=sub_shard(options.shard, k, count))
+            part = replace(
+                options, shard=sub_shard(options.shard, k, count), device=device_on_actor(options.device)
+            )
             log = view.log if count == 1 else (lambda message, k=k: view.log(f"worker {k}: {message}"))
             runs.append(GenerateRun(out, settings, prompts, part, WorkerClient(config), log=log, **callbacks))
     except BaseException:

@@ -117,6 +117,12 @@ class FoldPlacement:
         return f"{self.cpus} CPU(s), {self.threads} torch thread(s)"
 
 
+def device_on_actor(device: str) -> str:
+    """The device a worker on a GPU actor is given: `cuda:N` names a GPU of the driver's machine,
+    but an actor sees only its own GPU (as `cuda:0`), so any CUDA device becomes `cuda`."""
+    return "cuda" if device.startswith("cuda") else device
+
+
 def place_folds(nodes: Sequence[Mapping[str, float]], device: str, threads: int | None) -> FoldPlacement:
     """Where the folds' workers go, from each node's resources (SettingError naming the setting
     that cannot be met).
@@ -129,7 +135,7 @@ def place_folds(nodes: Sequence[Mapping[str, float]], device: str, threads: int 
     gpu_slots = sum(slots(node, "GPU") for node in nodes)
     cuda = device.startswith("cuda")
     if gpu_slots and (cuda or device == "auto"):
-        return FoldPlacement(1, 1, gpu_slots, "cuda" if cuda else device, threads)
+        return FoldPlacement(1, 1, gpu_slots, device_on_actor(device), threads)
     if cuda:
         raise SettingError(
             f"{setting('device')} {device}: the cluster has no GPU; pass {setting('device')} cpu or auto, "

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dst3d_addon.core.cluster import CLIENT_PORT, DEFAULT_PORT, parse_ray, slots, sub_shard
+from dst3d_addon.core.cluster import CLIENT_PORT, DEFAULT_PORT, device_on_actor, parse_ray, slots, sub_shard
 from dst3d_addon.core.errors import SettingError
 from dst3d_addon.core.render_plan import Shard
 
@@ -80,3 +80,11 @@ def test_slots_count_whole_units():
     assert slots(resources, "GPU") == 2
     assert slots(resources, "CPU", per_slot=2) == 3
     assert slots(resources, "TPU") == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "on_actor"),
+    [("cuda:3", "cuda"), ("cuda", "cuda"), ("auto", "auto"), ("cpu", "cpu"), ("mps", "mps")],
+)
+def test_a_gpu_actor_sees_its_own_gpu_only(given, on_actor):
+    assert device_on_actor(given) == on_actor
