@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..core.cluster import device_on_actor, sub_shard
 from ..core.dataset import ANNOTATIONS, DATASET_JSON, Dataset
+from ..core.files import remove_stale_temps
 from ..core.generation_plan import MAX_IMAGES_PER_VIEW
 from ..core.generation_settings import (
     DEFAULT_GENERATION_PRESET,
@@ -323,6 +324,10 @@ def make_generation(
     cluster (each a GenerateRun on its part of --shard, see generation/fleet.py). Unavailable when
     the cluster has no GPU and the model needs one."""
     out = Path(args.out)
+    if (out / "images").is_dir():  # a killed worker's half-written images (its pid is gone)
+        removed = remove_stale_temps(out / "images")
+        if removed:
+            view.log(f"removed {removed} temporary file(s) a stopped run left behind")
     callbacks = {"on_images": view.images, "on_step": view.step, "following": following}
     if cluster is None:
         client = WorkerClient(

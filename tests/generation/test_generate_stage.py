@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from dst3d_addon.core.files import temp_name
 from dst3d_addon.core.generation_plan import image_seed, load_generations
 from dst3d_addon.core.prompts import PAPER_NEGATIVE
 from tests.batch_script import SAMPLE, kill_group, run_batch, start_batch, survivors
@@ -143,9 +144,15 @@ def test_resume_after_kill_equals_an_uninterrupted_run(env, dataset, tmp_path):
     assert survivors(below) == [], "a process of the killed run outlived the kill"
     written = len(load_generations(dataset))
     assert 2 <= written < 12
+    # what a worker killed mid-write leaves: a temporary file of a process that is gone
+    stale = temp_name(next((dataset / "images").rglob("*.png")))
+    stale = stale.with_name(stale.name.replace(f".{os.getpid()}@", ".999999999@"))
+    stale.write_bytes(b"half an image")
     resumed = run_batch(*args, "--out", dataset, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{12 - written} to generate, {written} already done" in resumed.stderr
+    assert "temporary file(s) a stopped run left behind" in resumed.stderr
+    assert not list((dataset / "images").rglob("*.tmp"))
     assert images_of(dataset) == images_of(reference)
     assert records_by_key(dataset) == records_by_key(reference)
     assert len(records.read_text().splitlines()) == 12  # no duplicates
