@@ -1,6 +1,6 @@
 """Benchmark: the render stage on Ray against the local process pool, on the same cores.
 
-    python tools/bench_ray.py                       # 400 views, 512 px, 3 rounds, a local Ray instance
+    python tools/bench_ray.py                       # 1200 views, 512 px, 3 rounds, a local Ray instance
     python tools/bench_ray.py --views 1000 --rounds 5
     python tools/bench_ray.py --address HOST:PORT   # also on a running cluster
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tools" / "dst3d_batch.py"
 SAMPLE = ROOT / "assets" / "sample" / "airliner.glb"
 RATE = re.compile(r"views written.*\(([\d.]+) views/s\)")
-FIRST_IMAGE = re.compile(r"first image ([\d.]+) s after the first view")
+FIRST_IMAGE = re.compile(r"the first image came \S+ \(([\d.]+) s\) after the first rendered view")
 
 
 def batch(
@@ -67,7 +67,7 @@ def pipeline(work: Path, views: int, env: dict[str, str]) -> tuple[float | None,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--views", type=int, default=400)
+    parser.add_argument("--views", type=int, default=1200)
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -22,6 +22,8 @@ import pytest
 from tests.batch_script import ROOT, SAMPLE, SCRIPT, batch_command, kill_group, run_batch, start_batch
 from tests.cluster.ray_cluster import TestCluster
 
+pytestmark = pytest.mark.slow
+
 #: Small views: the cost of a view is mostly its fixed part, and the comparisons are of bytes.
 RENDER = ("render", "--cad", SAMPLE, "--resolution", "96", "--seed", "3", "--quiet")
 VIEWS = 12
