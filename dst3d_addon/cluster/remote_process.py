@@ -26,7 +26,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
-from ..core.worker_pipe import WorkerProcess
+from ..core.worker_pipe import WorkerProcess, describe_exit
 
 #: The variables Ray sets on an actor to give it its accelerators: the worker takes these from its
 #: actor, everything else from the driver (every node runs the same environment).
@@ -252,8 +252,6 @@ class RemoteProcess:
             return f"could not start on the cluster: {self.error}"
         if self.lost:
             return f"was lost with its Ray actor (node {node})"
-        from ..core.worker_pipe import describe_exit
-
         return f"{describe_exit(self.returncode)} on node {node}"
 
     def log_tail(self, lines: int = 1) -> str:
