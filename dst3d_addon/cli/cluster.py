@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core.cluster import FoldPlacement, parse_ray, place_folds
 from .options import PROG, UsageError, cli_text, say
+from .render_pool import blender_binary
 
 #: The Ray the project is tested with (requirements.txt).
 RAY_PIN = "ray==2.60.0"
@@ -33,16 +34,9 @@ def add_ray_option(group: argparse._ActionsContainer) -> None:
     )
 
 
-def inside_blender() -> bool:
-    """Whether this process is a Blender binary (not the bpy module in a plain Python)."""
-    bpy = sys.modules.get("bpy")
-    binary = getattr(getattr(bpy, "app", None), "binary_path", "") if bpy else ""
-    return bool(binary) and Path(binary).name.lower().startswith("blender") and binary != sys.executable
-
-
 def ray_modules() -> tuple[ModuleType, ModuleType]:
     """(cluster.connect, cluster.remote_process), or UsageError naming --ray when Ray is missing."""
-    if inside_blender():
+    if blender_binary():
         raise UsageError(
             f"--ray: Ray does not run inside Blender; run the batch script with a Python that has Ray and "
             f"the bpy module (python tools/{PROG} ...)"
@@ -85,12 +79,13 @@ def leave(cluster: Any) -> None:
 RETRIES = 2
 
 
-def render_pool_options(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
+def render_pool_options(cluster: Any, args: argparse.Namespace, reserved: int = 0) -> dict[str, Any]:
     """RenderRun's keywords for a run on `cluster`: one single-threaded worker per CPU of the
-    cluster (or `--workers K` of them), started on the cluster, retried elsewhere when lost."""
+    cluster less `reserved` (those other workers hold), or `--workers K` of them; started on the
+    cluster, retried elsewhere when lost."""
     _, remote_process = ray_modules()
     given = "--workers" in getattr(args, "given", ())
-    workers = args.workers if given else max(1, cluster.slots("CPU"))
+    workers = args.workers if given else max(1, cluster.slots("CPU") - reserved)
     return {
         "workers": workers,
         "process_factory": remote_process.remote_factory(remote_process.Placement(cpus=1)),

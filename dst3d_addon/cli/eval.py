@@ -15,8 +15,8 @@ from ..eval.run import EvalOptions, EvalRun, default_to, load_results, plan_eval
 from ..eval.settings import EvalSettings, check_init, open_source
 from ..generation.worker_env import default_python
 from ..kcf.run import check_python
-from .kcf import add_execution_options, add_training_options, training_from_args
-from .options import cli_text, fail, say
+from .kcf import WorkerLines, add_execution_options, add_training_options, training_from_args
+from .options import fail, say
 
 #: eval trains with 3D-DST's recipe (kcf/recipes.py PRETRAINED) wherever an option is not given.
 EVAL_DEFAULTS = {
@@ -86,23 +86,14 @@ def add_parser(stages: argparse._SubParsersAction) -> None:
     x.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-class _Lines:
+class _Lines(WorkerLines):
     """The eval stage's lines while its worker runs: progress, warnings, an epoch line in a log."""
 
-    def __init__(self, progress: Progress, quiet: bool) -> None:
-        self.progress = progress
-        self.quiet = quiet
+    stage = "eval"
 
-    def _say(self, text: str) -> None:
-        self.progress.say(cli_text(text))
-
-    def __call__(self, msg: dict) -> None:
-        kind, quiet = msg.get("type"), self.quiet
-        if kind == "batch":
-            self.progress.update(int(msg.get("n", 0)))
-        elif kind == "warning":
-            self._say(f"dst3d eval: warning: {msg.get('message')}")
-        elif kind == "started" and not quiet:
+    def more(self, kind: object, msg: dict) -> None:
+        quiet = self.quiet
+        if kind == "started" and not quiet:
             amp = f", mixed precision {msg['amp']}" if msg.get("amp") else ""
             at = f", resuming after epoch {msg['epoch']}" if msg.get("epoch") else ""
             self._say(f"dst3d eval: worker on {msg.get('device')}{amp}, from {msg.get('initialisation')}{at}")

@@ -275,24 +275,44 @@ def settings_from_args(args: argparse.Namespace) -> tuple[KcfSettings, frozenset
     return settings, auto | ({"train_renders"} if args.train_renders is None else set())
 
 
-class _Lines:
-    """The kcf stage's lines while its worker runs: progress, warnings, one line per fold."""
+class WorkerLines:
+    """A training worker's lines while it runs (kcf's and eval's): the progress bar counts its
+    `batch` messages, `warning`s get a line; `more` says the stage's other messages."""
+
+    stage = ""
 
     def __init__(self, progress: Progress, quiet: bool) -> None:
         self.progress = progress
         self.quiet = quiet
-        self.started = False  # said once, though each fold may have a worker of its own
 
     def _say(self, text: str) -> None:
         self.progress.say(cli_text(text))
 
     def __call__(self, msg: dict) -> None:
-        kind, quiet = msg.get("type"), self.quiet
+        kind = msg.get("type")
         if kind == "batch":
             self.progress.update(int(msg.get("n", 0)))
         elif kind == "warning":
-            self._say(f"dst3d kcf: warning: {msg.get('message')}")
-        elif kind == "restart":
+            self._say(f"dst3d {self.stage}: warning: {msg.get('message')}")
+        else:
+            self.more(kind, msg)
+
+    def more(self, kind: object, msg: dict) -> None:
+        """The stage's own messages."""
+
+
+class _Lines(WorkerLines):
+    """The kcf stage's lines while its worker runs: progress, warnings, one line per fold."""
+
+    stage = "kcf"
+
+    def __init__(self, progress: Progress, quiet: bool) -> None:
+        super().__init__(progress, quiet)
+        self.started = False  # said once, though each fold may have a worker of its own
+
+    def more(self, kind: object, msg: dict) -> None:
+        quiet = self.quiet
+        if kind == "restart":
             # The lost worker's passes are done again: the bar's total grows by them.
             self.progress.total += int(msg.get("passes", 0))
             self._say(

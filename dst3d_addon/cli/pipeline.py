@@ -33,8 +33,8 @@ from .generate import (
     report_generation,
     run_generate,
 )
-from .options import UsageError, fail, say
-from .render import models_from_args, render_views, run_render, settings_from_args, views_per_model
+from .options import UsageError, say
+from .render import render_inputs, render_views, run_render
 from .render_pool import RenderRun
 
 #: Batches per generation worker that may wait, planned, before rendering pauses.
@@ -57,13 +57,8 @@ def run_all(args: argparse.Namespace, script: Path | None) -> int:
 
 
 def _run_on_cluster(args: argparse.Namespace, script: Path | None) -> int:
-    render_settings = settings_from_args(args)
-    missing: list[str] = []
-    models = models_from_args(args, missing)
-    views = views_per_model(args)
-    if not models:  # every catalogue model is missing
-        for line in missing:
-            fail(line)
+    inputs = render_inputs(args)
+    if inputs is None:
         return 1
     settings, prompts, options = prepare_generation(args, skip_unavailable=True)
     cluster = join(args, "run")
@@ -71,17 +66,13 @@ def _run_on_cluster(args: argparse.Namespace, script: Path | None) -> int:
         base = pipeline_request(settings, options)["base"]
         count, _ = generation_workers(cluster, options.device, base == TINY)
         if count == 0:  # render on the cluster, then say why generation was skipped
-            code = render_views(args, script, render_settings, models, views, missing, cluster)
+            code = render_views(args, script, *inputs, cluster)
             if code != 0:
                 return code
             return report_generation(args, None, no_gpu(base), skip_unavailable=True)
-        pool = render_pool_options(cluster, args)
-        if "--workers" not in getattr(args, "given", ()):
-            pool["workers"] = max(1, pool["workers"] - count)
+        pool = render_pool_options(cluster, args, reserved=count)  # the generation workers' CPUs
         pipeline = Pipeline(args, settings, prompts, options, cluster, count)
-        code = render_views(
-            args, script, render_settings, models, views, missing, cluster, pool=pool, runner=pipeline.run
-        )
+        code = render_views(args, script, *inputs, cluster, pool=pool, runner=pipeline.run)
         if pipeline.generation is None:
             return code
         if code == 130:

@@ -279,19 +279,31 @@ def memory_available() -> float | None:
     return None
 
 
-def run_render(args: argparse.Namespace, script: Path | None) -> int:
-    """The render stage; returns the exit code (on the cluster `--ray` names, if given)."""
+RenderInputs = tuple[RenderSettings, list[ModelJob], int, list[str]]
+
+
+def render_inputs(args: argparse.Namespace) -> RenderInputs | None:
+    """(settings, models, views per model, catalogue models not found) from the options; None,
+    after a line for each, when every catalogue model is missing (exit status 1)."""
     settings = settings_from_args(args)
     missing: list[str] = []
     models = models_from_args(args, missing)
     views = views_per_model(args)
-    if not models:  # every catalogue model is missing
+    if not models:
         for line in missing:
             fail(line)
+        return None
+    return settings, models, views, missing
+
+
+def run_render(args: argparse.Namespace, script: Path | None) -> int:
+    """The render stage; returns the exit code (on the cluster `--ray` names, if given)."""
+    inputs = render_inputs(args)
+    if inputs is None:
         return 1
     cluster = join(args, "render")
     try:
-        return render_views(args, script, settings, models, views, missing, cluster)
+        return render_views(args, script, *inputs, cluster)
     finally:
         leave(cluster)
 

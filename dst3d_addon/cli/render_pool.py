@@ -59,15 +59,21 @@ class _Worker:
     ready: bool = False  # it has said so (it started)
 
 
+def blender_binary() -> str:
+    """The Blender binary this process is (`blender -b -P ...`), or "" under a plain Python (the
+    bpy module's binary path is no Blender binary)."""
+    bpy = sys.modules.get("bpy")
+    binary = getattr(getattr(bpy, "app", None), "binary_path", "") if bpy else ""
+    if binary and Path(binary).name.lower().startswith("blender") and os.access(binary, os.X_OK):
+        return binary
+    return ""
+
+
 def worker_command(script: Path | None) -> list[str]:
     """How to start a render worker: Blender itself when we run inside Blender, else this Python
     (running `script`, or the installed package when there is no script)."""
-    bpy = sys.modules.get("bpy")
-    binary = getattr(getattr(bpy, "app", None), "binary_path", "") if bpy else ""
-    is_blender = (
-        bool(binary) and Path(binary).name.lower().startswith("blender") and os.access(binary, os.X_OK)
-    )
-    if script is not None and is_blender:
+    binary = blender_binary()
+    if script is not None and binary:
         return [binary, "-b", "--factory-startup", "-noaudio", "-P", str(script), "--", "_worker"]
     if script is None:
         return [sys.executable, "-m", "dst3d_addon.cli", "_worker"]

@@ -132,13 +132,8 @@ def run(job: dict, channel: Channel) -> int:
 
     start = time.perf_counter()
     finished = ours(to / MODEL)
-    train_seconds = 0.0
-    if finished is not None:
-        tensors, meta = finished
-        net, _ = fresh_net(False)
-        net.load_state_dict({k: v for k, v in tensors.items()})
-        losses = json.loads(meta.get("train_loss", "[]"))
-        initialisation = meta.get("initialisation", "?")
+
+    def started(epoch: int, initialisation: str) -> None:
         channel.send(
             dict(
                 type="started",
@@ -146,10 +141,19 @@ def run(job: dict, channel: Channel) -> int:
                 amp=_amp(trainer),
                 train=len(train["files"]),
                 test=len(test["files"]),
-                epoch=settings.epochs,
+                epoch=epoch,
                 initialisation=initialisation,
             )
         )
+
+    train_seconds = 0.0
+    if finished is not None:
+        tensors, meta = finished
+        net, _ = fresh_net(False)
+        net.load_state_dict({k: v for k, v in tensors.items()})
+        losses = json.loads(meta.get("train_loss", "[]"))
+        initialisation = meta.get("initialisation", "?")
+        started(settings.epochs, initialisation)
     else:
         checkpoint = ours(to / CHECKPOINT)
         net, initialisation = fresh_net(checkpoint is None)
@@ -169,17 +173,7 @@ def run(job: dict, channel: Channel) -> int:
             load_optimizer(opt, tensors, meta["param_groups"])
             if meta.get("scaler"):
                 scaler.load_state_dict(json.loads(meta["scaler"]))
-        channel.send(
-            dict(
-                type="started",
-                device=str(device),
-                amp=_amp(trainer),
-                train=len(train["files"]),
-                test=len(test["files"]),
-                epoch=first,
-                initialisation=initialisation,
-            )
-        )
+        started(first, initialisation)
         images = bank(train)
         train_targets = targets(train)
         idx = np.arange(len(train["files"]))
